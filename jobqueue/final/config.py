@@ -1,0 +1,48 @@
+"""Settings for ``final``: the shared ``Config`` plus what only ``final`` has."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from jobqueue import vocabulary
+from jobqueue.vocabulary import Handler
+
+__all__ = ["FSYNC_POLICIES", "Config"]
+
+#: When the log calls fsync: after every enqueue ("always", group-committed),
+#: at least once a second ("interval"), or never: the OS decides ("never").
+FSYNC_POLICIES = ("always", "interval", "never")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Config(vocabulary.Config):
+    """``jobqueue.Config`` plus the settings only ``final`` has."""
+
+    handlers: Mapping[str, Handler] = field(default_factory=dict)  # named handlers
+    retry_jitter: float = 0.0  # each backoff moves by up to this fraction, at random
+    status_history: int = 10_000  # finished statuses remembered, oldest dropped first
+    fsync: str = "interval"  # one of FSYNC_POLICIES; only with persist_path
+
+    def __post_init__(self) -> None:
+        # Explicit base call: zero-argument super() breaks in slotted dataclasses.
+        vocabulary.Config.__post_init__(self)
+        if not isinstance(self.handlers, Mapping):
+            raise TypeError(f"handlers must be a mapping, got {type(self.handlers).__name__}")
+        for name, handler in self.handlers.items():
+            if not isinstance(name, str) or not name:
+                raise TypeError(f"handlers: names must be non-empty str, got {name!r}")
+            if not callable(handler):
+                raise TypeError(f"handlers[{name!r}] must be callable")
+        object.__setattr__(self, "handlers", MappingProxyType(dict(self.handlers)))
+        if isinstance(self.retry_jitter, bool) or not isinstance(self.retry_jitter, int | float):
+            raise TypeError(f"retry_jitter must be a float, got {self.retry_jitter!r}")
+        if not 0 <= self.retry_jitter <= 0.5:
+            raise ValueError(f"retry_jitter must be between 0 and 0.5, got {self.retry_jitter}")
+        if isinstance(self.status_history, bool) or not isinstance(self.status_history, int):
+            raise TypeError(f"status_history must be an int, got {self.status_history!r}")
+        if self.status_history < 0:
+            raise ValueError(f"status_history must be >= 0, got {self.status_history}")
+        if self.fsync not in FSYNC_POLICIES:
+            raise ValueError(f"fsync must be one of {FSYNC_POLICIES}, got {self.fsync!r}")

@@ -1,0 +1,111 @@
+"""Metrics for ``final``: counters per priority and worker utilization.
+
+The live counters (:class:`Counters`) belong to the queue and change only
+under its mutex; that is how they stay exact without atomics.  Users only ever
+get a :class:`Metrics`, a frozen snapshot taken under the same mutex, so its
+numbers agree with each other (for example ``queued + retrying + processing``
+is the number of unfinished jobs at one instant).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from jobqueue.vocabulary import Priority
+
+__all__ = ["Counters", "Metrics", "PriorityMetrics"]
+
+
+@dataclass(frozen=True, slots=True)
+class PriorityMetrics:
+    """The counters of one priority."""
+
+    queued: int  # waiting for a worker
+    retrying: int  # failed, waiting out a backoff
+    processing: int  # a handler is running
+    completed: int  # handler returned (total since start)
+    failed: int  # retries exhausted, dead-lettered (total since start)
+    retried: int  # retries scheduled (total since start)
+
+
+@dataclass(frozen=True, slots=True)
+class Metrics:
+    """A consistent snapshot of the queue.  The totals sum ``by_priority``."""
+
+    queued: int
+    retrying: int
+    processing: int
+    completed: int
+    failed: int
+    retried: int
+    by_priority: Mapping[Priority, PriorityMetrics]  # read-only
+    workers: int  # size of the pool
+    busy_workers: int  # workers running a handler now (= processing)
+    utilization: float  # share of worker time spent in handlers since start, 0..1
+    uptime: float  # seconds since the queue started
+
+
+class Counters:
+    """The live counters.  Not thread-safe: the queue's mutex guards every call."""
+
+    __slots__ = (
+        "_busy_seconds",
+        "_started_at",
+        "_starts_sum",
+        "completed",
+        "failed",
+        "processing",
+        "retried",
+    )
+
+    def __init__(self, now: float) -> None:
+        self._started_at = now
+        self.processing = [0] * len(Priority)
+        self.completed = [0] * len(Priority)
+        self.failed = [0] * len(Priority)
+        self.retried = [0] * len(Priority)
+        # Utilization without a per-worker record: the busy time of finished
+        # runs, plus for running ones `processing * now - sum of their starts`.
+        self._busy_seconds = 0.0
+        self._starts_sum = 0.0
+
+    def run_started(self, priority: Priority, now: float) -> None:
+        self.processing[priority] += 1
+        self._starts_sum += now - self._started_at  # relative: keeps the float sum precise
+
+    def run_ended(self, priority: Priority, started: float, now: float) -> None:
+        self.processing[priority] -= 1
+        self._starts_sum -= started - self._started_at
+        self._busy_seconds += now - started
+
+    def snapshot(self, queued: list[int], retrying: list[int], workers: int, now: float) -> Metrics:
+        by_priority = {
+            p: PriorityMetrics(
+                queued=queued[p],
+                retrying=retrying[p],
+                processing=self.processing[p],
+                completed=self.completed[p],
+                failed=self.failed[p],
+                retried=self.retried[p],
+            )
+            for p in Priority
+        }
+        busy_now = sum(self.processing)
+        uptime = now - self._started_at
+        busy = self._busy_seconds + busy_now * uptime - self._starts_sum
+        capacity = workers * uptime
+        return Metrics(
+            queued=sum(queued),
+            retrying=sum(retrying),
+            processing=busy_now,
+            completed=sum(self.completed),
+            failed=sum(self.failed),
+            retried=sum(self.retried),
+            by_priority=MappingProxyType(by_priority),
+            workers=workers,
+            busy_workers=busy_now,
+            utilization=min(1.0, max(0.0, busy / capacity)) if capacity > 0 else 0.0,
+            uptime=uptime,
+        )

@@ -1,0 +1,330 @@
+"""Stage 2 of 3: the improved job queue.
+
+Builds on: ``jobqueue.naive``.
+Adds, one fix per naive problem:
+
+- Backpressure: a bounded queue per priority (``queue_size`` each).
+  ``enqueue`` blocks while its queue is full, and raises ``QueueFull`` when
+  its ``timeout`` runs out.
+- Priorities: a worker always takes HIGH before MEDIUM before LOW.
+- Retry with exponential backoff: retry ``k`` waits
+  ``min(retry_max_delay, retry_base_delay * 2**(k-1))``.  A job waiting out
+  its backoff sits in a timer heap, not in a sleeping worker.
+- Graceful shutdown: ``close()`` waits up to ``shutdown_timeout`` for the
+  jobs in flight.
+- Exact metrics: ``metrics()`` returns a consistent snapshot.
+
+Go would give each priority a channel and ``select`` over them.  Python has
+no ``select`` over queues: a worker blocked in ``high.get()`` cannot also wake
+for ``low``.  So the three queues are plain deques under ONE mutex, and
+workers wait on one Condition, ``not_empty``, that means "some deque has a
+job".  One lock also keeps the counters exact without atomics: every counter
+changes under the same mutex as the state it counts.
+
+Still wrong, fixed by ``jobqueue.final``:
+
+- Strict priority starves LOW: under a steady flood of HIGH jobs a LOW job
+  never runs.
+- No status by id: ``status()`` raises ``NotImplementedError``.
+- Nothing survives a restart: queued jobs and retry state live in memory.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, replace
+from types import TracebackType
+from typing import NoReturn
+
+from jobqueue.vocabulary import (
+    Config,
+    DuplicateJobError,
+    Handler,
+    Job,
+    JobQueueError,
+    PersistenceError,
+    Priority,
+    QueueClosed,
+    QueueFull,
+    Status,
+    check_timeout,
+)
+
+__all__ = [
+    "Config",
+    "DuplicateJobError",
+    "Job",
+    "JobQueue",
+    "JobQueueError",
+    "Metrics",
+    "PersistenceError",
+    "Priority",
+    "QueueClosed",
+    "QueueFull",
+    "Status",
+]
+
+logger = logging.getLogger(__name__)
+
+# -- public types: Job, Priority, Status and Config come from jobqueue.vocabulary.
+
+
+@dataclass(frozen=True, slots=True)
+class Metrics:
+    """A snapshot of the counters, all read under one lock, so they agree."""
+
+    queued: int  # waiting in a priority queue
+    retrying: int  # failed, waiting out a backoff
+    processing: int  # a handler is running
+    completed: int  # handler returned (total since start)
+    failed: int  # retries exhausted (total since start)
+    retried: int  # retries scheduled (total since start)
+
+
+# -- errors: the shared hierarchy in jobqueue.vocabulary.
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    """A job as it waits in the queue, with the handler that will run it."""
+
+    job: Job
+    handler: Handler
+
+
+class JobQueue:
+    """A fixed pool of worker threads draining three bounded priority queues."""
+
+    def __init__(self, config: Config | None = None) -> None:
+        if config is None:
+            config = Config()
+        if not isinstance(config, Config):
+            raise TypeError(f"config must be a Config, got {type(config).__name__}")
+        self._config = config
+        # Fix: one bounded deque per priority, indexed by Priority (HIGH = 0).
+        self._queues: tuple[deque[_Entry], ...] = tuple(deque() for _ in Priority)
+        # Jobs waiting out a backoff: a heap of (due, tie-breaker, entry).
+        self._retries: list[tuple[float, int, _Entry]] = []
+        self._tie = itertools.count()  # keeps heap order FIFO for equal due times
+        self._mutex = threading.Lock()
+        # Waiters: workers.  Notified by enqueue(), by a failed job's retry
+        # (a new earliest due time), and by close().
+        self._not_empty = threading.Condition(self._mutex)
+        # Waiters: producers blocked on a full queue, one Condition per priority
+        # so freeing a LOW slot does not wake HIGH producers.  Notified by a
+        # worker taking a job of that priority, and by close().
+        self._not_full = tuple(threading.Condition(self._mutex) for _ in Priority)
+        # Waiters: join().  Notified when the last unfinished job ends.
+        self._all_done = threading.Condition(self._mutex)
+        self._unfinished = 0  # accepted, neither finished nor dropped
+        self._processing = 0
+        self._completed = self._failed = self._retried = 0
+        self._closed = False
+        self._workers = [
+            threading.Thread(target=_worker, args=(self,), name=f"jobqueue-improved-{i}")
+            for i in range(config.num_workers)
+        ]
+        for worker in self._workers:
+            worker.start()
+
+    def __enter__(self) -> JobQueue:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def enqueue(self, job: Job, timeout: float | None = None) -> None:
+        """Add ``job``, to be run by ``Config.handler``.
+
+        Blocks while the job's priority queue is full; raises ``QueueFull`` if
+        ``timeout`` seconds pass first, ``QueueClosed`` after ``close()``.
+        """
+        self.enqueue_with_handler(job, None, timeout)
+
+    def enqueue_with_handler(
+        self, job: Job, handler: Handler | None, timeout: float | None = None
+    ) -> None:
+        """Add ``job``, to be run by ``handler`` (or ``Config.handler`` if None)."""
+        entry = _Entry(job, _resolve_handler(job, handler, self._config))
+        check_timeout(timeout)
+        waiting = self._queues[job.priority]
+        not_full = self._not_full[job.priority]
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._mutex:
+            # Fix: backpressure.  Wait for room, on a deadline, re-checking the
+            # predicate after every wake-up: another producer may have won the slot.
+            while not self._closed and len(waiting) >= self._config.queue_size:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise QueueFull(
+                        f"cannot enqueue job {job.id!r}: the {job.priority.name} queue "
+                        f"is full ({self._config.queue_size} jobs) after {timeout}s"
+                    )
+                not_full.wait(remaining)
+            if self._closed:
+                raise QueueClosed(f"cannot enqueue job {job.id!r}: the queue is closed")
+            self._unfinished += 1
+            waiting.append(entry)
+            self._not_empty.notify()
+
+    def status(self, job_id: str) -> Status | None:
+        """Not in this stage: it keeps no record of jobs by id."""
+        _missing("status()", "jobqueue.final")
+
+    def metrics(self) -> Metrics:
+        """A consistent snapshot of the counters."""
+        with self._mutex:
+            return Metrics(
+                queued=sum(len(waiting) for waiting in self._queues),
+                retrying=len(self._retries),
+                processing=self._processing,
+                completed=self._completed,
+                failed=self._failed,
+                retried=self._retried,
+            )
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait until every accepted job has finished; False if ``timeout`` expired first.
+
+        Retries count: a job waiting out its backoff is not finished.
+        """
+        check_timeout(timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._all_done:
+            while self._unfinished:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._all_done.wait(remaining)
+            return True
+
+    def close(self) -> None:
+        """Stop intake, start no new job, and wait for the jobs in flight.
+
+        Fix: waits up to ``shutdown_timeout`` seconds for running handlers.
+        Jobs still queued or waiting to retry are dropped, with a warning:
+        call ``join()`` first to drain them.  Idempotent.
+        """
+        with self._mutex:
+            if not self._closed:
+                self._closed = True
+                dropped = sum(len(waiting) for waiting in self._queues) + len(self._retries)
+                for waiting in self._queues:
+                    waiting.clear()
+                self._retries.clear()
+                if dropped:
+                    logger.warning("close() dropped %d queued jobs; call join() first", dropped)
+                    self._finish(dropped)
+                self._not_empty.notify_all()
+                for not_full in self._not_full:
+                    not_full.notify_all()  # blocked producers raise QueueClosed
+        deadline = time.monotonic() + self._config.shutdown_timeout
+        for worker in self._workers:
+            if worker is not threading.current_thread():  # close() from a handler
+                worker.join(max(0.0, deadline - time.monotonic()))
+        running = sum(worker.is_alive() for worker in self._workers)
+        if running:
+            logger.warning(
+                "close(): %d jobs still running after shutdown_timeout=%ss",
+                running,
+                self._config.shutdown_timeout,
+            )
+
+    # -- used by the workers ----------------------------------------------------
+
+    def _next_job(self) -> _Entry | None:
+        """Block until a job is ready and take it; None tells the worker to exit."""
+        with self._mutex:
+            while True:
+                # Exit if the queue is closed: a graceful close() waits for the
+                # jobs in flight, but starts no new one.
+                if self._closed:
+                    return None
+                now = time.monotonic()
+                while self._retries and self._retries[0][0] <= now:
+                    _, _, due = heapq.heappop(self._retries)
+                    # Past the bound on purpose: this job was accepted already.
+                    self._queues[due.job.priority].append(due)
+                # Fix: strict priority, HIGH first.  (The flaw: LOW can wait forever.)
+                for priority, waiting in zip(Priority, self._queues, strict=True):
+                    if waiting:
+                        self._processing += 1
+                        self._not_full[priority].notify()
+                        return waiting.popleft()
+                # Nothing ready: sleep until a notify, or until the next retry is due.
+                self._not_empty.wait(self._retries[0][0] - now if self._retries else None)
+
+    def _job_done(self, entry: _Entry, error: Exception | None) -> None:
+        """Record the outcome of one run: success, a retry, or failure for good."""
+        job = replace(entry.job, attempts=entry.job.attempts + 1)
+        with self._mutex:
+            self._processing -= 1
+            if error is None:
+                self._completed += 1
+            elif self._closed:
+                logger.warning("job %r failed during close(); dropped, not retried", job.id)
+            elif job.attempts <= self._config.max_retries:
+                delay = self._config.retry_delay(job.attempts)
+                due = time.monotonic() + delay
+                heapq.heappush(self._retries, (due, next(self._tie), replace(entry, job=job)))
+                self._retried += 1
+                self._not_empty.notify()  # a sleeping worker may need a shorter timeout
+                logger.info(
+                    "job %r failed (%s); retry %d in %.3gs", job.id, error, job.attempts, delay
+                )
+                return
+            else:
+                self._failed += 1
+                logger.error(
+                    "job %r failed for good after %d attempts: %s", job.id, job.attempts, error
+                )
+            self._finish()
+
+    def _finish(self, count: int = 1) -> None:
+        """Mark ``count`` jobs finished.  Caller holds the mutex."""
+        self._unfinished -= count
+        if self._unfinished == 0:
+            self._all_done.notify_all()
+
+
+def _resolve_handler(job: Job, handler: Handler | None, config: Config) -> Handler:
+    if not isinstance(job, Job):
+        raise TypeError(f"job must be a Job, got {type(job).__name__}")
+    if handler is not None and not callable(handler):
+        raise TypeError(f"handler must be callable, got {type(handler).__name__}")
+    resolved = handler if handler is not None else config.handler
+    if resolved is None:
+        raise ValueError(
+            f"handler: job {job.id!r} has none; pass one to enqueue_with_handler() "
+            "or set Config.handler"
+        )
+    return resolved
+
+
+def _missing(what: str, stage: str) -> NoReturn:
+    raise NotImplementedError(f"jobqueue.improved has no {what}: {stage} adds it")
+
+
+def _worker(jq: JobQueue) -> None:
+    """Take the most urgent ready job and run it, until close()."""
+    while True:
+        entry = jq._next_job()
+        if entry is None:
+            return
+        try:
+            entry.handler(entry.job.payload)
+        except Exception as exc:
+            # A failing handler never kills a worker.
+            jq._job_done(entry, exc)
+        else:
+            jq._job_done(entry, None)

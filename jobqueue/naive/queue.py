@@ -1,0 +1,211 @@
+"""Stage 1 of 3: the naive job queue.
+
+Builds on: nothing but ``queue.Queue`` and a few threads.
+Adds: the worker-pool pattern in its smallest form.  Workers block on one
+shared queue, take jobs first in, first out, and call each job's handler.
+
+It is wrong on purpose, and each problem is a lesson:
+
+- No backpressure: the queue is unbounded, so ``enqueue`` never blocks and a
+  fast producer grows memory without limit.
+- No priorities: FIFO, so an urgent job waits behind every job before it.
+- No retry: a handler that raises loses its job; the error is only logged.
+- Poor shutdown: ``close()`` returns at once, while workers may still be
+  running jobs.
+- No metrics, no status by id, no persistence: ``metrics()`` and ``status()``
+  raise ``NotImplementedError``.
+
+``jobqueue.improved`` fixes the first four; ``jobqueue.final`` the rest.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from types import TracebackType
+from typing import NoReturn
+
+from jobqueue.vocabulary import (
+    Config,
+    DuplicateJobError,
+    Handler,
+    Job,
+    JobQueueError,
+    PersistenceError,
+    Priority,
+    QueueClosed,
+    QueueFull,
+    Status,
+    check_timeout,
+)
+
+__all__ = [
+    "Config",
+    "DuplicateJobError",
+    "Job",
+    "JobQueue",
+    "JobQueueError",
+    "PersistenceError",
+    "Priority",
+    "QueueClosed",
+    "QueueFull",
+    "Status",
+]
+
+logger = logging.getLogger(__name__)
+
+# -- public types: Job, Priority, Status and Config come from jobqueue.vocabulary.
+# -- errors: the shared hierarchy in jobqueue.vocabulary; naive never raises QueueFull.
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    """A job as it waits in the queue, with the handler that will run it."""
+
+    job: Job
+    handler: Handler
+
+
+class JobQueue:
+    """A fixed pool of worker threads draining one unbounded FIFO queue."""
+
+    def __init__(self, config: Config | None = None) -> None:
+        if config is None:
+            config = Config()
+        if not isinstance(config, Config):
+            raise TypeError(f"config must be a Config, got {type(config).__name__}")
+        self._config = config
+        # Problem: no maxsize, so put() never blocks.  Nothing slows a producer down.
+        self._jobs: queue.Queue[_Entry | None] = queue.Queue()
+        self._mutex = threading.Lock()
+        # Waiters: join().  Notified by a worker when the last unfinished job ends.
+        self._all_done = threading.Condition(self._mutex)
+        self._unfinished = 0  # accepted, neither finished nor dropped
+        self._closed = False
+        self._workers = [
+            threading.Thread(target=_worker, args=(self,), name=f"jobqueue-naive-{i}")
+            for i in range(config.num_workers)
+        ]
+        for worker in self._workers:
+            worker.start()
+
+    def __enter__(self) -> JobQueue:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def enqueue(self, job: Job, timeout: float | None = None) -> None:
+        """Add ``job``, to be run by ``Config.handler``.
+
+        Never blocks: ``timeout`` is accepted for the common API, and unused.
+        """
+        self.enqueue_with_handler(job, None, timeout)
+
+    def enqueue_with_handler(
+        self, job: Job, handler: Handler | None, timeout: float | None = None
+    ) -> None:
+        """Add ``job``, to be run by ``handler`` (or ``Config.handler`` if None)."""
+        entry = _Entry(job, _resolve_handler(job, handler, self._config))
+        check_timeout(timeout)
+        with self._mutex:
+            if self._closed:
+                raise QueueClosed(f"cannot enqueue job {job.id!r}: the queue is closed")
+            self._unfinished += 1
+            # Problem: never blocks, however many jobs are already waiting.
+            self._jobs.put(entry)
+
+    def status(self, job_id: str) -> Status | None:
+        """Not in this stage: it keeps no record of jobs by id."""
+        _missing("status()", "jobqueue.final")
+
+    def metrics(self) -> NoReturn:
+        """Not in this stage: it counts nothing."""
+        _missing("metrics()", "jobqueue.improved")
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait until every accepted job has finished; False if ``timeout`` expired first."""
+        check_timeout(timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._all_done:
+            while self._unfinished:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._all_done.wait(remaining)
+            return True
+
+    def close(self) -> None:
+        """Stop intake and drop the jobs still queued.  Idempotent.
+
+        Problem: returns at once.  Jobs that workers are running are still
+        running when ``close()`` returns, and nothing waits for them.
+        """
+        with self._mutex:
+            if self._closed:
+                return
+            self._closed = True
+            dropped = 0
+            while True:
+                try:
+                    self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+                dropped += 1
+            if dropped:
+                logger.warning("close() dropped %d queued jobs; call join() first", dropped)
+                self._finish(dropped)
+            # One sentinel per worker wakes those blocked in get().
+            for _ in self._workers:
+                self._jobs.put(None)
+
+    # -- used by the workers ----------------------------------------------------
+
+    def _finish(self, count: int = 1) -> None:
+        """Mark ``count`` jobs finished.  Caller holds the mutex."""
+        self._unfinished -= count
+        if self._unfinished == 0:
+            self._all_done.notify_all()
+
+
+def _resolve_handler(job: Job, handler: Handler | None, config: Config) -> Handler:
+    if not isinstance(job, Job):
+        raise TypeError(f"job must be a Job, got {type(job).__name__}")
+    if handler is not None and not callable(handler):
+        raise TypeError(f"handler must be callable, got {type(handler).__name__}")
+    resolved = handler if handler is not None else config.handler
+    if resolved is None:
+        raise ValueError(
+            f"handler: job {job.id!r} has none; pass one to enqueue_with_handler() "
+            "or set Config.handler"
+        )
+    return resolved
+
+
+def _missing(what: str, stage: str) -> NoReturn:
+    raise NotImplementedError(f"jobqueue.naive has no {what}: {stage} adds it")
+
+
+def _worker(jq: JobQueue) -> None:
+    """Take jobs in arrival order and run them, until close()."""
+    while True:
+        entry = jq._jobs.get()
+        # Exit on the sentinel from close().  close() emptied the queue before
+        # queueing the sentinels, so after close() no worker finds a new job.
+        if entry is None:
+            return
+        try:
+            entry.handler(entry.job.payload)
+        except Exception:
+            # Problem: no retry.  The job is gone; only this log line remembers it.
+            logger.exception("job %r failed and is lost (naive has no retry)", entry.job.id)
+        with jq._mutex:
+            jq._finish()
