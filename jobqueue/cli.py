@@ -1,0 +1,56 @@
+"""The ``jobqueue`` command line.  The only module of the package that prints.
+
+Each subcommand lives in its own module, which exposes
+``add_arguments(parser)`` and ``run(args) -> int``; this module only
+dispatches, importing a subcommand's module when it is used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+#: subcommand -> (module, one-line help)
+COMMANDS = {
+    "report": ("jobqueue.report", "run the scenarios on every stage and compare them"),
+    "bench": ("jobqueue.bench", "measure throughput, latency and memory side by side"),
+    "inspect": ("jobqueue.inspect_log", "show the live jobs of a log, by status and priority"),
+    "check": ("jobqueue.inspect_log", "validate a log and point at any damage"),
+    "gaps": ("jobqueue.gaps_table", "print which stage fixes which problem"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="jobqueue", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (module_name, summary) in COMMANDS.items():
+        sub = commands.add_parser(name, help=summary, description=summary)
+        module = importlib.import_module(module_name)
+        add = getattr(module, f"add_{name}_arguments", None) or module.add_arguments
+        add(sub)
+        sub.set_defaults(module=module)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    module = args.module
+    run = getattr(module, f"run_{args.command}", None) or module.run
+    try:
+        return int(run(args))
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
