@@ -33,6 +33,7 @@ __all__ = [
     "QueueFull",
     "Status",
     "check_timeout",
+    "resolve_handler",
 ]
 
 #: A handler takes the job's payload; returning is success, raising is failure.
@@ -195,3 +196,18 @@ class Config:
         """Seconds to wait before retry number ``retry`` (1-based), before any jitter."""
         # min(.., 64): 2**(k-1) beyond that is past any sane cap, and would overflow a float.
         return float(min(self.retry_max_delay, self.retry_base_delay * 2 ** min(retry - 1, 64)))
+
+
+def resolve_handler(job: Job, handler: Handler | None, default: Handler | None) -> Handler:
+    """Check an ``enqueue_with_handler`` call: the handler given, else the default."""
+    if not isinstance(job, Job):
+        raise TypeError(f"job must be a Job, got {type(job).__name__}")
+    if handler is not None and not callable(handler):
+        raise TypeError(f"handler must be callable, got {type(handler).__name__}")
+    resolved = handler if handler is not None else default
+    if resolved is None:
+        raise ValueError(
+            f"handler: job {job.id!r} has none; pass one to enqueue_with_handler() "
+            "or set Config.handler"
+        )
+    return resolved

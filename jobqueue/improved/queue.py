@@ -53,6 +53,7 @@ from jobqueue.vocabulary import (
     QueueFull,
     Status,
     check_timeout,
+    resolve_handler,
 )
 
 __all__ = [
@@ -155,7 +156,7 @@ class JobQueue:
         self, job: Job, handler: Handler | None, timeout: float | None = None
     ) -> None:
         """Add ``job``, to be run by ``handler`` (or ``Config.handler`` if None)."""
-        entry = _Entry(job, _resolve_handler(job, handler, self._config))
+        entry = _Entry(job, resolve_handler(job, handler, self._config.handler))
         check_timeout(timeout)
         waiting = self._queues[job.priority]
         not_full = self._not_full[job.priority]
@@ -295,20 +296,6 @@ class JobQueue:
         self._unfinished -= count
         if self._unfinished == 0:
             self._all_done.notify_all()
-
-
-def _resolve_handler(job: Job, handler: Handler | None, config: Config) -> Handler:
-    if not isinstance(job, Job):
-        raise TypeError(f"job must be a Job, got {type(job).__name__}")
-    if handler is not None and not callable(handler):
-        raise TypeError(f"handler must be callable, got {type(handler).__name__}")
-    resolved = handler if handler is not None else config.handler
-    if resolved is None:
-        raise ValueError(
-            f"handler: job {job.id!r} has none; pass one to enqueue_with_handler() "
-            "or set Config.handler"
-        )
-    return resolved
 
 
 def _missing(what: str, stage: str) -> NoReturn:
