@@ -1,14 +1,303 @@
-"""Placeholder: being built."""
+"""``jobqueue bench``: throughput, latency, memory, scaling and group commit, side by side.
+
+Every stage and ThreadPoolExecutor run in one process, one run, interleaved,
+so their ratios compare like with like.  What is measured, and how, is in
+``measure.py``; what runs and in which order in ``bench_plan.py``; how the
+repetitions become medians and ratios in ``bench_summary.py``.  This module
+only renders: a progress bar while it runs, tables at the end, and with
+``--json`` the same figures as data.
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
+import os
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from jobqueue import bench_plan
+from jobqueue.bench_plan import FULL, QUICK, SECTIONS, Step
+from jobqueue.bench_summary import goals, summarize
+
+__all__ = ["add_arguments", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    del parser
+    parser.add_argument("--json", metavar="FILE", type=Path, help="also write the figures here")
+    parser.add_argument(
+        "--quick", action="store_true", help="tiny sizes: checks that it runs, measures nothing"
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=3, metavar="N", help="repetitions per figure (default 3)"
+    )
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=SECTIONS,
+        metavar="SECTION",
+        help=f"run only this section (repeatable): {', '.join(SECTIONS)}",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    del args
-    raise SystemExit("not built yet")
+    if args.repeat < 1:
+        raise SystemExit(f"jobqueue bench: --repeat must be >= 1, got {args.repeat}")
+    sizes = QUICK if args.quick else FULL
+    sections = args.only or SECTIONS
+    console = Console()
+    machine = machine_info()
+    console.print(_machine_line(machine))
+    steps = bench_plan.plan(sizes, args.repeat, sections)
+    began = time.perf_counter()
+    with Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    ) as progress:
+        task = progress.add_task("starting", total=len(steps))
+
+        def before(done: int, step: Step) -> None:
+            label = f"rep {step.rep + 1}/{args.repeat}  {step.label}"
+            progress.update(task, completed=done, description=label)
+
+        outcomes = bench_plan.execute(steps, before)
+    seconds = time.perf_counter() - began
+    summary = summarize(outcomes)
+    checked = goals(summary)
+    machine["loadavg_end"] = _loadavg()
+    for table in render(summary, checked):
+        console.print(table)
+    for reason in _reasons(summary):
+        console.print(f"[yellow]{reason}[/]")
+    console.print(f"{len(steps)} measurements in {seconds:.0f} s, {args.repeat} repetitions.")
+    if args.json is not None:
+        report = {
+            "command": shlex.join(["jobqueue", *sys.argv[2:]] if len(sys.argv) > 1 else []),
+            "machine": machine,
+            "repeat": args.repeat,
+            "quick": args.quick,
+            "sizes": dataclasses.asdict(sizes),
+            "seconds": seconds,
+            "sections": summary,
+            "goals": checked,
+        }
+        args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        console.print(f"figures written to {args.json}")
+    failed = any(o.error is not None for o in outcomes.values())
+    return 1 if failed else 0
+
+
+# -- the machine ---------------------------------------------------------------------------
+
+
+def machine_info() -> dict[str, Any]:
+    """What the figures were measured on."""
+    model = "unknown"
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": model,
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "switch_interval": sys.getswitchinterval(),
+        "loadavg_start": _loadavg(),
+    }
+
+
+def _loadavg() -> list[float]:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return []
+
+
+def _machine_line(machine: dict[str, Any]) -> str:
+    load = ", ".join(f"{x:.2f}" for x in machine["loadavg_start"])
+    return (
+        f"[bold]jobqueue bench[/] on {machine['cpus']} CPUs ({machine['cpu_model']}), "
+        f"{machine['implementation']} {machine['python']}, "
+        f"switch interval {machine['switch_interval'] * 1e3:g} ms, load average {load}"
+    )
+
+
+def _reasons(summary: dict[str, Any]) -> list[str]:
+    """Why rows have no figures: each reason once, with the targets it stopped."""
+    reasons: dict[str, dict[str, None]] = {}
+    for section in summary.values():
+        for row in section["rows"]:
+            if row.get("reason"):
+                # The reason starts with the target's name: group the targets by the rest.
+                reason = row["reason"].removeprefix(f"{row['target']}: ")
+                reasons.setdefault(reason, {})[row["target"]] = None
+    return [f"{', '.join(targets)}: {reason}" for reason, targets in reasons.items()]
+
+
+# -- tables ----------------------------------------------------------------------------------
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1e3:.3f}"
+
+
+def _rate(value: float) -> str:
+    return f"{value:,.0f}"
+
+
+def _times(value: float | None) -> str:
+    return "" if value is None else f"{value:.2f}x"
+
+
+def render(summary: dict[str, Any], checked: list[dict[str, Any]]) -> list[Table]:
+    """One rich table per section that ran, then the goals."""
+    tables = []
+    if "throughput" in summary:
+        tables.append(_throughput_table(summary["throughput"]["rows"]))
+    if "latency" in summary:
+        tables.append(_latency_table(summary["latency"]["rows"]))
+    if "memory" in summary:
+        tables.append(_memory_table(summary["memory"]["rows"]))
+    if "scaling" in summary:
+        tables.append(_scaling_table(summary["scaling"]["rows"]))
+    if "group-commit" in summary:
+        tables.append(_group_table(summary["group-commit"]["rows"]))
+    if any(goal["met"] is not None for goal in checked):
+        tables.append(_goals_table(checked))
+    return tables
+
+
+def _throughput_table(rows: list[dict[str, Any]]) -> Table:
+    jobs = next((r["jobs"] for r in rows if r["status"] == "ok"), 0)
+    table = Table(title=f"Throughput: {jobs:,} no-op jobs, 4 workers, first enqueue to last done")
+    for column in ("target", "jobs/s", "min-max", "x ThreadPool", "÷ final in memory"):
+        table.add_column(column, justify="left" if column == "target" else "right")
+    for row in rows:
+        if row["status"] != "ok":
+            table.add_row(row["target"], f"[yellow]{row['status']}[/]")
+            continue
+        runs = row["runs"]
+        table.add_row(
+            row["target"],
+            _rate(row["jobs_per_second"]),
+            f"{_rate(min(runs))}-{_rate(max(runs))}",
+            _times(row.get("vs_threadpool")),
+            _times(row.get("vs_final_in_memory")),
+        )
+    return table
+
+
+def _latency_table(rows: list[dict[str, Any]]) -> Table:
+    table = Table(title="Latency: enqueue to handler start, 4 workers (ms)")
+    for column in ("target", "rate", "achieved", "producer", "switch", "p50", "p99", "max"):
+        table.add_column(column, justify="left" if column == "target" else "right")
+    for row in rows:
+        switch = row.get("switch_interval")
+        head = [
+            row["target"],
+            _rate(row["rate"]),
+            _rate(row["achieved_rate"]) if row["status"] == "ok" else "",
+            "sleeps" if row["pacing"] == "sleep" else "[bold]spins[/]",
+            "" if switch is None else f"{switch * 1e3:g} ms",
+        ]
+        if row["status"] != "ok":
+            table.add_row(*head, f"[yellow]{row['status']}[/]")
+            continue
+        table.add_row(*head, _ms(row["p50"]), _ms(row["p99"]), _ms(row["max"]))
+    return table
+
+
+def _memory_table(rows: list[dict[str, Any]]) -> Table:
+    table = Table(title="Memory: per waiting job (tracemalloc), and RSS under a flood")
+    for column in ("target", "bytes/job", "flood accepted", "RSS before", "RSS growth"):
+        table.add_column(column, justify="left" if column == "target" else "right")
+    for row in rows:
+        per_job = (
+            f"{row['bytes_per_job']:,.0f}"
+            if "bytes_per_job" in row
+            else f"[yellow]{row.get('traced_status', '')}[/]"
+        )
+        if "flood_offered" in row:
+            flood = [
+                f"{row['flood_accepted']:,} of {row['flood_offered']:,}",
+                f"{row['rss_before'] / 1e6:.1f} MB",
+                f"{row['rss_growth'] / 1e6:+.1f} MB",
+            ]
+        else:
+            flood = [f"[yellow]{row.get('flood_status', '')}[/]", "", ""]
+        table.add_row(row["target"], per_job, *flood)
+    return table
+
+
+def _scaling_table(rows: list[dict[str, Any]]) -> Table:
+    workers = sorted({r["workers"] for r in rows})
+    table = Table(
+        title="Scaling: jobs/s by number of workers (cpu: 0.1 ms of Python; io: 1 ms sleep)"
+    )
+    table.add_column("target")
+    table.add_column("handler")
+    for count in workers:
+        table.add_column(str(count), justify="right")
+    grid: dict[tuple[str, str], dict[int, str]] = {}
+    for row in rows:
+        cell = _rate(row["jobs_per_second"]) if row["status"] == "ok" else "n/a"
+        grid.setdefault((row["target"], row["handler"]), {})[row["workers"]] = cell
+    for (target, kind), cells in sorted(grid.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        table.add_row(target, kind, *(cells.get(count, "") for count in workers))
+    return table
+
+
+def _group_table(rows: list[dict[str, Any]]) -> Table:
+    table = Table(title="Group commit: concurrent producers on a durable queue")
+    for column in ("target", "producers", "jobs/s", "x 1 producer"):
+        table.add_column(column, justify="left" if column == "target" else "right")
+    for row in rows:
+        if row["status"] != "ok":
+            table.add_row(row["target"], str(row["producers"]), f"[yellow]{row['status']}[/]")
+            continue
+        table.add_row(
+            row["target"],
+            str(row["producers"]),
+            _rate(row["jobs_per_second"]),
+            _times(row.get("vs_one_producer")),
+        )
+    return table
+
+
+def _goals_table(checked: list[dict[str, Any]]) -> Table:
+    table = Table(title="Goals")
+    table.add_column("goal")
+    table.add_column("measured", justify="right")
+    table.add_column("met", justify="center")
+    for goal in checked:
+        value = goal["measured"]
+        if value is None:
+            shown = "not measured"
+        elif goal["unit"] == "s":
+            shown = f"{_ms(value)} ms"
+        elif goal["unit"] == "x":
+            shown = _times(value)
+        else:
+            shown = f"{_rate(value)} {goal['unit']}"
+        met = {None: "", True: "[green]yes[/]", False: "[red]no[/]"}[goal["met"]]
+        table.add_row(goal["goal"], shown, met)
+    return table

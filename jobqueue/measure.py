@@ -46,6 +46,7 @@ from jobqueue.measure_targets import (
 __all__ = [
     "DURABLE_TARGETS",
     "MEMORY_TARGETS",
+    "PACINGS",
     "TARGETS",
     "FloodResult",
     "LatencyResult",
@@ -61,6 +62,9 @@ __all__ = [
 ]
 
 Handler = Callable[[bytes], object]
+
+#: How ``latency()``'s producer waits between jobs.
+PACINGS = ("sleep", "spin")
 
 
 # -- handlers ---------------------------------------------------------------------
@@ -110,6 +114,7 @@ class LatencyResult:
     jobs: int
     workers: int
     switch_interval: float  # sys.getswitchinterval() during the run
+    pacing: str  # how the producer waited between jobs: "sleep" or "spin"
     p50: float
     p99: float
     max: float
@@ -204,12 +209,18 @@ def latency(
     workers: int = 4,
     *,
     switch_interval: float | None = None,
+    pacing: str = "sleep",
 ) -> LatencyResult:
     """Enqueue ``jobs`` jobs at ``rate`` jobs/s and time each from enqueue to handler start.
 
     ``switch_interval``, if given, replaces ``sys.getswitchinterval()`` for the
     run: how long a thread that wants the GIL may have to wait for it.
+    ``pacing="spin"`` makes the producer busy-wait between jobs instead of
+    sleeping, as a producer busy with other Python work would: it shows what
+    holding the GIL does to the workers.
     """
+    if pacing not in PACINGS:
+        raise ValueError(f"pacing must be one of {PACINGS}, got {pacing!r}")
     _check_count("jobs", jobs)
     if not rate > 0:
         raise ValueError(f"rate must be > 0 jobs/s, got {rate!r}")
@@ -227,14 +238,17 @@ def latency(
     try:
         with open_target(target, handler, workers=workers) as t:
             items = [t.item(i, str(i).encode()) for i in range(jobs)]
-            put, sleep, interval = t.put, time.sleep, 1.0 / rate
+            put, sleep, interval, spin = t.put, time.sleep, 1.0 / rate, pacing == "spin"
             begin = clock()
             for i, item in enumerate(items):
                 # Sleep until job i is due.  Sleeps overshoot by tens of µs, so
                 # at high rates the loop falls behind and then catches up without
                 # sleeping: the mean rate holds, as with real bursty producers.
-                wait = begin + i * interval - clock()
-                if wait > 0:
+                due = begin + i * interval
+                if spin:
+                    while clock() < due:
+                        pass
+                elif (wait := due - clock()) > 0:
                     sleep(wait)
                 enqueued[i] = clock()
                 put(item)
@@ -251,6 +265,7 @@ def latency(
         jobs=jobs,
         workers=workers,
         switch_interval=used_interval,
+        pacing=pacing,
         p50=_quantile(waits, 0.50),
         p99=_quantile(waits, 0.99),
         max=waits[-1],

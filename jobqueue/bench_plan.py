@@ -1,0 +1,207 @@
+"""What ``jobqueue bench`` runs, and how its repetitions become figures.
+
+A run is a flat list of :class:`Step` s, built by :func:`plan`: every section
+once per repetition, repetitions one after another, and within a repetition
+the targets in an order rotated from one repetition to the next, so no target
+is always the first (cold) or the last (after the heap has grown).
+:func:`execute` runs the steps and gathers their results by row, ready for
+``bench_summary``.
+
+Nothing here prints: ``bench.py`` renders.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from jobqueue import measure
+from jobqueue.measure import TARGETS
+
+__all__ = [
+    "FULL",
+    "QUICK",
+    "SECTIONS",
+    "Outcome",
+    "Sizes",
+    "Step",
+    "default_fsync",
+    "execute",
+    "plan",
+]
+
+logger = logging.getLogger(__name__)
+
+SECTIONS = ("throughput", "latency", "memory", "scaling", "group-commit")
+
+
+def default_fsync() -> str:
+    """``final.Config``'s default fsync policy: the durable target the goals are about."""
+    from jobqueue.final import Config
+
+    return Config().fsync
+
+
+@dataclass(frozen=True, slots=True)
+class Sizes:
+    """How big each measurement is."""
+
+    throughput_jobs: int
+    latency: tuple[tuple[float, int], ...]  # (jobs/s, jobs) pairs
+    gil_rate: float  # the spinning-producer runs
+    gil_jobs: int
+    memory_jobs: int  # tracemalloc
+    flood_jobs: int  # RSS
+    scaling_workers: tuple[int, ...]
+    scaling_jobs: int
+    group_jobs: int
+    group_producers: tuple[int, ...]
+
+
+FULL = Sizes(
+    throughput_jobs=50_000,
+    latency=((2_000, 4_000), (20_000, 20_000)),
+    gil_rate=2_000,
+    gil_jobs=2_000,
+    memory_jobs=10_000,
+    flood_jobs=100_000,
+    scaling_workers=(1, 2, 4, 8, 16, 32),
+    scaling_jobs=1_000,
+    group_jobs=3_000,
+    group_producers=(1, 4, 16),
+)
+
+QUICK = Sizes(
+    throughput_jobs=300,
+    latency=((2_000, 100), (20_000, 200)),
+    gil_rate=2_000,
+    gil_jobs=50,
+    memory_jobs=100,
+    flood_jobs=500,
+    scaling_workers=(1, 4),
+    scaling_jobs=20,
+    group_jobs=32,
+    group_producers=(1, 4),
+)
+
+#: ``sys.setswitchinterval`` values for the spinning-producer runs (the default is 5 ms).
+GIL_SWITCH_INTERVALS = (0.005, 0.0005)
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One measurement: ``key`` names its row within ``section``."""
+
+    section: str
+    key: tuple[Any, ...]
+    rep: int
+    run: Callable[[], Any]
+
+    @property
+    def label(self) -> str:
+        return f"{self.section}: " + " ".join(str(part) for part in self.key)
+
+
+@dataclass(slots=True)
+class Outcome:
+    """The results of one row, one per repetition, or why it has none."""
+
+    results: list[Any] = field(default_factory=list)
+    unavailable: str | None = None  # the target cannot be opened here
+    error: str | None = None  # the measurement failed: a bug
+
+
+def _rotate(items: tuple[str, ...], rep: int) -> list[str]:
+    k = rep % len(items)
+    return [*items[k:], *items[:k]]
+
+
+def plan(sizes: Sizes, repeat: int, sections: Iterable[str] = SECTIONS) -> list[Step]:
+    """Every step of a run, in the order to run them."""
+    chosen = [s for s in SECTIONS if s in set(sections)]
+    durable_default = f"final-durable-{default_fsync()}"
+    steps: list[Step] = []
+    for rep in range(repeat):
+        if "throughput" in chosen:
+            for target in _rotate(TARGETS, rep):
+                steps.append(
+                    Step(
+                        "throughput",
+                        (target,),
+                        rep,
+                        _bind(measure.throughput, target, sizes.throughput_jobs),
+                    )
+                )
+        if "latency" in chosen:
+            for rate, jobs in sizes.latency:
+                for target in _rotate(TARGETS, rep):
+                    run = _bind(measure.latency, target, rate, jobs)
+                    steps.append(Step("latency", (target, rate, "sleep", None), rep, run))
+            for target in ("final", "threadpool"):
+                for interval in GIL_SWITCH_INTERVALS:
+                    run = _bind(
+                        measure.latency,
+                        target,
+                        sizes.gil_rate,
+                        sizes.gil_jobs,
+                        pacing="spin",
+                        switch_interval=interval,
+                    )
+                    steps.append(
+                        Step("latency", (target, sizes.gil_rate, "spin", interval), rep, run)
+                    )
+        if "memory" in chosen:
+            for target in _rotate(TARGETS, rep):
+                run = _bind(measure.memory_per_job, target, sizes.memory_jobs)
+                steps.append(Step("memory", (target,), rep, run))
+        if "scaling" in chosen:
+            for kind, handler in (("cpu", measure.cpu_bound), ("io", measure.io_bound)):
+                for target in _rotate(("final", "threadpool"), rep):
+                    for workers in sizes.scaling_workers:
+                        run = _bind(
+                            measure.throughput,
+                            target,
+                            sizes.scaling_jobs,
+                            workers,
+                            handler=handler,
+                        )
+                        steps.append(Step("scaling", (target, kind, workers), rep, run))
+        if "group-commit" in chosen:
+            for target in ("final-durable-always", durable_default):
+                for producers in sizes.group_producers:
+                    run = _bind(measure.throughput, target, sizes.group_jobs, producers=producers)
+                    steps.append(Step("group-commit", (target, producers), rep, run))
+    if "memory" in chosen:  # RSS once: each runs in its own process, and barely varies
+        for target in ("naive", "improved", "final", durable_default, "threadpool"):
+            run = _bind(measure.flood_rss, target, sizes.flood_jobs)
+            steps.append(Step("flood", (target,), 0, run))
+    return steps
+
+
+def _bind(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Callable[[], Any]:
+    return lambda: fn(*args, **kwargs)
+
+
+def execute(
+    steps: list[Step], before_step: Callable[[int, Step], object] = lambda done, step: None
+) -> dict[tuple[str, tuple[Any, ...]], Outcome]:
+    """Run ``steps`` in order; a target that cannot open, or a failing step, marks its row.
+
+    ``before_step(done, step)`` is called before each step, with the number done so far.
+    """
+    outcomes: dict[tuple[str, tuple[Any, ...]], Outcome] = {}
+    for done, step in enumerate(steps):
+        before_step(done, step)
+        outcome = outcomes.setdefault((step.section, step.key), Outcome())
+        if outcome.unavailable is not None or outcome.error is not None:
+            continue
+        try:
+            outcome.results.append(step.run())
+        except measure.TargetUnavailable as exc:
+            outcome.unavailable = str(exc)
+        except Exception as exc:
+            logger.exception("%s failed", step.label)
+            outcome.error = f"{type(exc).__name__}: {exc}"
+    return outcomes

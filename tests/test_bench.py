@@ -1,0 +1,70 @@
+"""``jobqueue bench`` and the measurement library run, at tiny sizes, and say something well formed.
+
+Nothing here asserts a speed: the machine is shared and noisy, and speed is
+what ``make bench`` is for.  These tests check shapes only.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from jobqueue import measure
+from jobqueue.bench_plan import SECTIONS
+from jobqueue.cli import main
+
+
+def test_quick_bench_writes_every_section(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--quick", "--repeat", "1", "--json", str(out)]) == 0
+    report = json.loads(out.read_text(encoding="utf-8"))
+    assert report["quick"] is True
+    assert report["machine"]["cpus"] >= 1
+    assert set(report["sections"]) == set(SECTIONS)
+    for section in report["sections"].values():
+        assert section["rows"], "every section has rows"
+        for row in section["rows"]:
+            assert row["target"] in measure.TARGETS
+    throughput = {row["target"]: row for row in report["sections"]["throughput"]["rows"]}
+    assert set(throughput) == set(measure.TARGETS)
+    for target in measure.MEMORY_TARGETS:  # the in-memory targets always run
+        assert throughput[target]["status"] == "ok"
+        assert throughput[target]["jobs_per_second"] > 0
+    for row in throughput.values():  # a durable target runs, or says why not
+        assert row["status"] == "ok" or row["reason"]
+    assert all({"goal", "measured", "met"} <= set(goal) for goal in report["goals"])
+
+
+def test_only_runs_the_sections_asked_for(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--quick", "--repeat", "2", "--only", "latency", "--json", str(out)]) == 0
+    report = json.loads(out.read_text(encoding="utf-8"))
+    assert list(report["sections"]) == ["latency"]
+    final = [r for r in report["sections"]["latency"]["rows"] if r["target"] == "final"]
+    assert all(len(r["p99_runs"]) == 2 for r in final), "one figure per repetition"
+
+
+@pytest.mark.parametrize("target", measure.MEMORY_TARGETS)
+def test_primitives_return_well_formed_results(target: str) -> None:
+    done = measure.throughput(target, jobs=50, workers=2, producers=2)
+    assert (done.target, done.jobs, done.workers, done.producers) == (target, 50, 2, 2)
+    assert done.seconds > 0
+    waits = measure.latency(target, rate=5_000, jobs=50, workers=2)
+    assert 0 <= waits.p50 <= waits.p99 <= waits.max
+    assert waits.jobs == 50
+    per_job = measure.memory_per_job(target, jobs=50, workers=2)
+    assert math.isfinite(per_job)
+
+
+def test_unknown_target_and_bad_sizes_are_refused() -> None:
+    with pytest.raises(ValueError, match="target must be one of"):
+        measure.throughput("redis", jobs=1)
+    with pytest.raises(ValueError, match="jobs must be >= 1"):
+        measure.throughput("final", jobs=0)
+    with pytest.raises(ValueError, match="rate must be > 0"):
+        measure.latency("final", rate=0, jobs=1)
+    with pytest.raises(ValueError, match="pacing must be one of"):
+        measure.latency("final", rate=1, jobs=1, pacing="busy")
