@@ -14,9 +14,6 @@ import argparse
 import io
 import json
 import logging
-import os
-import platform
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,6 +29,7 @@ from rich.text import Text
 from jobqueue import gaps, scenarios
 from jobqueue.gaps_table import render_observed
 from jobqueue.scenarios import performance
+from jobqueue.scenarios.base import load_average, machine_info
 
 __all__ = ["add_arguments", "run"]
 
@@ -73,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     sizes = scenarios.QUICK if args.quick else scenarios.STANDARD
     perf_sizes = performance.QUICK if args.quick else performance.STANDARD
     targets = _perf_targets(stages)
-    machine_before = _machine()
+    machine_before = machine_info()
     started = time.monotonic()
 
     progress = Progress(
@@ -104,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
 
             perf = performance.measure_all(perf_sizes, targets, step)
     seconds = time.monotonic() - started
-    machine = {**machine_before, "load_after": _load()}
+    machine = {**machine_before, "load_after": load_average()}
 
     renderables = _render(outcomes, perf, machine, seconds, sizes is scenarios.QUICK)
     Console().print(*renderables)
@@ -219,33 +217,6 @@ def _performance_panel(perf: performance.Performance) -> Panel:
 
 def _fmt(value: float | None, pattern: str) -> str:
     return "n/a" if value is None else pattern.format(value)
-
-
-def _load() -> str:
-    try:
-        return f"{os.getloadavg()[0]:.2f}"
-    except OSError:  # not on every platform
-        return "n/a"
-
-
-def _machine() -> dict[str, object]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as info:
-            for line in info:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return {
-        "cpu": cpu,
-        "cpus": os.cpu_count(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "implementation": sys.implementation.name,
-        "load_before": _load(),
-    }
 
 
 def _command(args: argparse.Namespace) -> str:

@@ -7,6 +7,7 @@ and the lines that carry its point.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -72,3 +73,20 @@ def test_each_pitfall_shows_wrong_and_right(pitfall: str, lines: list[str]) -> N
     out = run_example("pitfalls", pitfall)
     for line in lines:
         assert line in out, f"{line!r} not in:\n{out}"
+
+
+def test_questions_measures_every_study_and_records_the_machine(tmp_path: Path) -> None:
+    out_json = tmp_path / "questions.json"
+    out = run_example("questions", "--quick", "--json", str(out_json))
+    assert "Worker scaling" in out
+    assert "Fairness vs throughput" in out
+    assert "Thundering herd" in out
+    document = json.loads(out_json.read_text())
+    assert document["command"].startswith("python -m examples.questions --quick")
+    assert document["machine"]["cpus"] >= 1
+    assert {r["handler"] for r in document["scaling"]["rows"]} == {"cpu-python", "cpu-c", "io"}
+    policies = [r["policy"] for r in document["fairness"]["rows"]]
+    assert policies[0] == "strict (improved)"
+    strict, *_ = document["fairness"]["rows"]
+    assert strict["low_first_position"] == document["fairness"]["high"] + 1  # LOW waits for all
+    assert len(document["herd"]["rows"]) == 4

@@ -11,6 +11,9 @@ with a deadline, like the tests.
 from __future__ import annotations
 
 import importlib
+import os
+import platform
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -28,7 +31,9 @@ __all__ = [
     "Outcome",
     "Recorder",
     "Sizes",
+    "load_average",
     "load_stage",
+    "machine_info",
     "ordinal",
 ]
 
@@ -122,6 +127,35 @@ class Outcome:
             "seconds": round(self.seconds, 3),
             "data": dict(self.data),
         }
+
+
+def load_average() -> str:
+    """The 1-minute load average, as text ("n/a" where the platform has none)."""
+    try:
+        return f"{os.getloadavg()[0]:.2f}"
+    except OSError:
+        return "n/a"
+
+
+def machine_info() -> dict[str, object]:
+    """What a figure was measured on: recorded beside every committed result."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "implementation": sys.implementation.name,
+        "load_before": load_average(),
+    }
 
 
 def load_stage(name: str) -> ModuleType:
