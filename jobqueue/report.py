@@ -104,7 +104,14 @@ def run(args: argparse.Namespace) -> int:
     seconds = time.monotonic() - started
     machine = {**machine_before, "load_after": load_average()}
 
-    renderables = _render(outcomes, perf, machine, seconds, sizes is scenarios.QUICK)
+    renderables = _render(
+        outcomes,
+        perf,
+        machine=machine,
+        seconds=seconds,
+        quick=sizes is scenarios.QUICK,
+        command=_command(args),
+    )
     Console().print(*renderables)
     if args.svg is not None:
         recorder = Console(record=True, width=SVG_WIDTH, file=io.StringIO())
@@ -149,9 +156,11 @@ def _quiet_library(verbose: bool) -> Iterator[None]:
 def _render(
     outcomes: list[scenarios.Outcome],
     perf: performance.Performance | None,
+    *,
     machine: dict[str, object],
     seconds: float,
     quick: bool,
+    command: str,
 ) -> list[object]:
     parts: list[object] = []
     if outcomes:
@@ -173,8 +182,8 @@ def _render(
     load = machine["load_before"], machine["load_after"]
     parts.append(
         Text(
-            f"{'quick sizes; ' if quick else ''}took {seconds:.1f} s on {machine['cpu']}, "
-            f"{machine['cpus']} CPUs, Python {machine['python']}; "
+            f"{command}: {'quick sizes; ' if quick else ''}took {seconds:.1f} s "
+            f"on {machine['cpu']}, {machine['cpus']} CPUs, Python {machine['python']}; "
             f"load average {load[0]} before, {load[1]} after",
             style="grey50",
         )

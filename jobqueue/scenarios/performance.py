@@ -4,8 +4,8 @@ The timing is ``jobqueue.measure``'s (the same code as ``jobqueue bench``),
 at sizes small enough for the whole report to stay under a minute.  A
 figure from one run on a shared machine is noisy: throughput is the median
 of a few repetitions, taken in an order that rotates so that no target is
-always first, and the ratio to ThreadPoolExecutor is taken within each
-repetition.  ``make bench`` takes the careful figures.
+always first, and the ratio to ThreadPoolExecutor is the ratio of the two
+medians, so the panel's columns agree.  ``make bench`` takes the careful figures.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ class TargetFigures:
 
     target: str
     jobs_per_second: float | None  # median of the repetitions
-    vs_threadpool: float | None  # median of (this / threadpool) within each repetition
+    vs_threadpool: float | None  # this median / threadpool's median, same run
     p50_ms: float | None  # enqueue-to-start latency at the paced rate
     p99_ms: float | None
     bytes_per_job: float | None  # memory the queue holds per waiting job
@@ -135,17 +135,21 @@ def measure_all(
             except Exception as exc:
                 errors[target] = f"{type(exc).__name__}: {exc}"
         progress(f"memory {target}")
-    baseline = runs.get(BASELINE, [])
+    medians = {t: statistics.median(r) for t, r in runs.items() if r}
+    baseline = medians.get(BASELINE)
     rows = []
     for target in targets:
-        mine = runs[target]
-        ratios = [a / b for a, b in zip(mine, baseline, strict=False) if b > 0]
+        mine = medians.get(target)
         p50, p99 = latencies.get(target, (None, None))
         rows.append(
             TargetFigures(
                 target=target,
-                jobs_per_second=statistics.median(mine) if mine else None,
-                vs_threadpool=statistics.median(ratios) if ratios and target != BASELINE else None,
+                jobs_per_second=mine,
+                vs_threadpool=(
+                    mine / baseline
+                    if mine is not None and baseline and target != BASELINE
+                    else None
+                ),
                 p50_ms=p50,
                 p99_ms=p99,
                 bytes_per_job=memory.get(target),
