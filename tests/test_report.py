@@ -80,3 +80,76 @@ def test_a_disagreeing_cell_is_marked_loudly() -> None:
     text = captured.get()
     assert "MISMATCH" in text
     assert "expected: no (strict priority)" in text
+
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+
+#: (page, scenario, stage): the figures each page quotes from docs/report.json.
+QUOTED = [
+    ("naive.md", "backpressure", "naive"),
+    ("naive.md", "backpressure", "improved"),
+    ("naive.md", "priorities", "naive"),
+    ("naive.md", "no_starvation", "naive"),
+    ("naive.md", "retry", "naive"),
+    ("naive.md", "graceful_shutdown", "naive"),
+    ("naive.md", "restart", "naive"),
+    ("naive.md", "crash", "naive"),
+    ("improved.md", "backpressure", "improved"),
+    ("improved.md", "priorities", "improved"),
+    ("improved.md", "retry", "improved"),
+    ("improved.md", "graceful_shutdown", "improved"),
+    ("improved.md", "metrics", "improved"),
+    ("improved.md", "no_starvation", "improved"),
+    ("improved.md", "metrics_per_priority", "improved"),
+    ("improved.md", "restart", "improved"),
+    ("improved.md", "retry_state", "improved"),
+    ("improved.md", "crash", "improved"),
+    ("final.md", "no_starvation", "final"),
+    ("final.md", "priorities", "final"),
+    ("final.md", "status", "final"),
+    ("final.md", "metrics_per_priority", "final"),
+    ("final.md", "restart", "final"),
+    ("final.md", "retry_state", "final"),
+    ("final.md", "crash", "final"),
+    ("questions.md", "no_starvation", "final"),
+    ("questions.md", "crash", "naive"),
+    ("questions.md", "crash", "final"),
+    ("questions.md", "restart", "final"),
+    ("questions.md", "retry_state", "final"),
+    ("questions.md", "retry", "final"),
+    ("pitfalls.md", "graceful_shutdown", "naive"),
+    ("pitfalls.md", "graceful_shutdown", "final"),
+    ("pitfalls.md", "restart", "naive"),
+    ("pitfalls.md", "restart", "final"),
+]
+
+
+def test_the_docs_quote_the_committed_report() -> None:
+    report = json.loads((DOCS / "report.json").read_text())
+    assert report["agree"] is True, "docs/report.json has cells that disagree with gaps.py"
+    assert report["command"] == "jobqueue report --json docs/report.json --svg docs/report.svg"
+    figures = {(s["scenario"], s["stage"]): s["figure"] for s in report["scenarios"]}
+    stale = [
+        f"{page}: {figures[scenario, stage]!r} ({scenario} on {stage})"
+        for page, scenario, stage in QUOTED
+        if figures[scenario, stage] not in (DOCS / page).read_text()
+    ]
+    assert not stale, "docs quote figures that docs/report.json no longer has:\n" + "\n".join(stale)
+
+
+def test_the_docs_quote_the_committed_questions() -> None:
+    questions = json.loads((DOCS / "questions.json").read_text())
+    page = (DOCS / "questions.md").read_text()
+    wanted = [
+        f"{r['jobs_per_second']:,.0f} ({r['speedup']:.1f}x)" for r in questions["scaling"]["rows"]
+    ]
+    for r in questions["fairness"]["rows"]:
+        wanted.append(f"{r['jobs_per_second']:,.0f} | {r['high_median_position']:,.0f} |")
+    for r in questions["herd"]["rows"]:
+        wanted.append(
+            f"| {r['policy']} | {r['requests']:,} | {r['during_outage']:,} | "
+            f"{r['rejected_overload']:,} | {r['peak_per_window']:,} | "
+            f"{r['seconds_to_drain']:.2f} s | {r['dead']:,} |"
+        )
+    stale = [w for w in wanted if w not in page]
+    assert not stale, "questions.md does not match docs/questions.json:\n" + "\n".join(stale)
