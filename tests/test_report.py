@@ -134,6 +134,15 @@ def test_the_docs_quote_the_committed_report() -> None:
         for page, scenario, stage in QUOTED
         if figures[scenario, stage] not in (DOCS / page).read_text()
     ]
+    questions = (DOCS / "questions.md").read_text()
+    for r in report["performance"]["rows"]:
+        ratio = "baseline" if r["vs_threadpool"] is None else f"{r['vs_threadpool']:.2f}x"
+        row = (
+            f"| `{r['target']}` | {r['jobs_per_second']:,.0f} | {ratio} | "
+            f"{r['p50_ms']:.2f} ms | {r['p99_ms']:.2f} ms |"
+        )
+        if row not in questions:
+            stale.append(f"questions.md: {row}")
     assert not stale, "docs quote figures that docs/report.json no longer has:\n" + "\n".join(stale)
 
 
