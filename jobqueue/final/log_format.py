@@ -1,0 +1,178 @@
+"""The job log's format: one JSON record per line, checksummed.
+
+This module only turns records into bytes and back; ``log_replay.py`` adds
+records up into state, ``log.py`` appends them to a file.
+
+A log is a header line, then one line per record, in the order they happened::
+
+    {"seq":0,"op":"header","format":"jobqueue.final.log","version":1,"crc":"1ec4b0e0"}
+    {"seq":1,"op":"enqueued","id":"mail-7","priority":"HIGH","attempts":0,"created":1732783305.25,"handler":"send","payload":"aGk=","crc":"5d0e1b7c"}
+    {"seq":2,"op":"started","id":"mail-7","attempt":1,"crc":"0f2a91c3"}
+    {"seq":3,"op":"completed","id":"mail-7","crc":"77b0e2d4"}
+
+- ``seq`` numbers the lines of this file, 0 for the header: a line lost or
+  repeated in the middle is caught, not just a damaged one.
+- ``crc`` is the CRC-32 of the line's bytes before ``,"crc":``, as 8 hex
+  digits, and always the last field.  A line that still parses as JSON but was
+  changed (a flipped bit in a digit, a lost byte in the payload) is caught.
+  CRC-32 detects every burst error up to 32 bits and all but 1 in 4 billion
+  others: it guards against accidents (torn writes, bad sectors), not malice;
+  anyone who can write the log can also fix its checksums.
+- Payloads are base64, so any bytes fit in a human-readable line.  Text is
+  written with ``ensure_ascii``, so the file is ASCII and any ``str`` id
+  (even one with lone surrogates) round-trips.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import enum
+import json
+import zlib
+from dataclasses import dataclass
+from typing import Any
+
+from jobqueue.vocabulary import Job, Priority
+
+__all__ = [
+    "FORMAT",
+    "HEADER_START",
+    "VERSION",
+    "Damage",
+    "Op",
+    "Record",
+    "decode",
+    "encode",
+    "header",
+]
+
+FORMAT = "jobqueue.final.log"
+VERSION = 1
+_CRC_TAIL = len(',"crc":"00000000"}\n')  # the fixed-size end of every line
+HEADER_START = b'{"seq":0,"op":"header",'  # what even a torn header starts with
+
+
+class Op(enum.Enum):
+    """What a record says happened."""
+
+    HEADER = "header"
+    ENQUEUED = "enqueued"  # the acknowledgement: the whole job
+    STARTED = "started"  # a run began (may be lost in a crash: only means a re-run)
+    RETRYING = "retrying"  # a run failed; the next is due at retry_at
+    COMPLETED = "completed"
+    FAILED = "failed"  # retries exhausted: dead-lettered
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One line of the log, decoded."""
+
+    op: Op
+    id: str = ""
+    job: Job | None = None  # ENQUEUED only
+    attempts: int = 0  # runs used (RETRYING, FAILED) or the run number (STARTED)
+    retry_at: float | None = None  # RETRYING: wall-clock time the next run is due
+    error: str | None = None  # RETRYING, FAILED: the last failure
+
+
+class Damage(Exception):
+    """A line that is not a valid record; ``reason`` says why."""
+
+
+def encode(record: Record, seq: int) -> bytes:
+    """The line for ``record`` as line number ``seq`` of its file, newline included."""
+    fields: dict[str, Any] = {"seq": seq, "op": record.op.value}
+    if record.op is Op.HEADER:
+        fields.update(format=FORMAT, version=VERSION)
+    else:
+        fields["id"] = record.id
+    if record.op is Op.ENQUEUED:
+        job = record.job
+        assert job is not None
+        fields.update(
+            priority=job.priority.name,
+            attempts=job.attempts,
+            created=job.created,
+            handler=job.handler,
+            payload=base64.b64encode(job.payload).decode("ascii"),
+        )
+    elif record.op is Op.STARTED:
+        fields["attempt"] = record.attempts
+    elif record.op is Op.RETRYING:
+        fields.update(attempts=record.attempts, retry_at=record.retry_at, error=record.error)
+    elif record.op is Op.FAILED:
+        fields.update(attempts=record.attempts, error=record.error)
+    body = json.dumps(fields, separators=(",", ":")).encode("ascii")[:-1]
+    return b'%s,"crc":"%08x"}\n' % (body, zlib.crc32(body))
+
+
+def header() -> Record:
+    return Record(Op.HEADER)
+
+
+def decode(line: bytes) -> tuple[int, Record]:
+    """Check and decode one line (with its newline): its sequence number and record.
+
+    Raises :class:`Damage` if the line is unterminated, fails its checksum,
+    or does not hold a valid record.
+    """
+    if not line.endswith(b"\n"):
+        raise Damage("the line is unterminated")
+    body, tail = line[:-_CRC_TAIL], line[-_CRC_TAIL:]
+    if not (tail.startswith(b',"crc":"') and tail.endswith(b'"}\n')):
+        raise Damage("the line does not end with its checksum")
+    computed = b"%08x" % zlib.crc32(body)
+    if tail[8:16] != computed:  # exact bytes: even "A" for "a" is damage
+        stored = tail[8:16].decode("ascii", "replace")
+        raise Damage(f"checksum mismatch (stored {stored}, computed {computed.decode()})")
+    try:
+        fields = json.loads(line)
+    except ValueError as exc:  # a valid checksum over invalid JSON: written by a bug
+        raise Damage(f"not JSON: {exc}") from None
+    if not isinstance(fields, dict):
+        raise Damage("not a JSON object")
+    try:
+        return _int(fields["seq"]), _record(fields)
+    except (KeyError, TypeError, ValueError, binascii.Error) as exc:
+        raise Damage(f"invalid {fields.get('op')!r} record: {exc!r}") from None
+
+
+def _record(f: dict[str, Any]) -> Record:
+    op = Op(f["op"])
+    if op is Op.HEADER:
+        if f["format"] != FORMAT:
+            raise ValueError(f"format {f['format']!r}, expected {FORMAT!r}")
+        return Record(op, attempts=_int(f["version"]))  # a header's "attempts" is its version
+    job_id = f["id"]
+    if not isinstance(job_id, str) or not job_id:
+        raise TypeError("id must be a non-empty str")
+    if op is Op.ENQUEUED:
+        job = Job(
+            id=job_id,
+            priority=Priority[f["priority"]],
+            payload=base64.b64decode(f["payload"].encode("ascii"), validate=True),
+            attempts=_int(f["attempts"]),
+            created=f["created"],
+            handler=f["handler"],
+        )
+        return Record(op, job_id, job=job)
+    if op is Op.STARTED:
+        return Record(op, job_id, attempts=_int(f["attempt"]))
+    if op is Op.COMPLETED:
+        return Record(op, job_id)
+    error = f["error"]
+    if not isinstance(error, str):
+        raise TypeError("error must be a str")
+    if op is Op.RETRYING:
+        retry_at = f["retry_at"]
+        if isinstance(retry_at, bool) or not isinstance(retry_at, int | float):
+            raise TypeError("retry_at must be a number")
+        return Record(op, job_id, attempts=_int(f["attempts"]), retry_at=retry_at, error=error)
+    return Record(op, job_id, attempts=_int(f["attempts"]), error=error)
+
+
+def _int(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise TypeError(f"expected an int >= 0, got {value!r}")
+    return value
