@@ -428,7 +428,7 @@ def _open_storage(config: Config) -> Storage:
         return MemoryStorage()
     from jobqueue.final.log import JobLog
 
-    return JobLog(config.persist_path, fsync=config.fsync)
+    return JobLog(config.persist_path, fsync=config.fsync, history=config.status_history)
 
 
 def _worker(jq: JobQueue) -> None:
