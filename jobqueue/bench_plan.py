@@ -49,6 +49,7 @@ class Sizes:
     """How big each measurement is."""
 
     throughput_jobs: int
+    always_jobs: int  # fsync="always" pays an fsync per lone enqueue: fewer jobs, same rate
     latency: tuple[tuple[float, int], ...]  # (jobs/s, jobs) pairs
     gil_rate: float  # the spinning-producer runs
     gil_jobs: int
@@ -62,7 +63,8 @@ class Sizes:
 
 FULL = Sizes(
     throughput_jobs=50_000,
-    latency=((2_000, 4_000), (20_000, 20_000)),
+    always_jobs=10_000,
+    latency=((2_000, 3_000), (20_000, 10_000)),
     gil_rate=2_000,
     gil_jobs=2_000,
     memory_jobs=10_000,
@@ -75,6 +77,7 @@ FULL = Sizes(
 
 QUICK = Sizes(
     throughput_jobs=300,
+    always_jobs=100,
     latency=((2_000, 100), (20_000, 200)),
     gil_rate=2_000,
     gil_jobs=50,
@@ -126,14 +129,9 @@ def plan(sizes: Sizes, repeat: int, sections: Iterable[str] = SECTIONS) -> list[
     for rep in range(repeat):
         if "throughput" in chosen:
             for target in _rotate(TARGETS, rep):
-                steps.append(
-                    Step(
-                        "throughput",
-                        (target,),
-                        rep,
-                        _bind(measure.throughput, target, sizes.throughput_jobs),
-                    )
-                )
+                jobs = sizes.always_jobs if target.endswith("always") else sizes.throughput_jobs
+                run = _bind(measure.throughput, target, jobs)
+                steps.append(Step("throughput", (target,), rep, run))
         if "latency" in chosen:
             for rate, jobs in sizes.latency:
                 for target in _rotate(TARGETS, rep):
