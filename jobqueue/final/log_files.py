@@ -32,6 +32,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+_CHUNK = 1024  # records per write when compacting
+
 
 class FileOps:
     """The OS calls that change the log's files, in one place."""
@@ -87,10 +89,10 @@ def write_records(
     Gives up with ``PersistenceError`` between chunks once ``stop`` is set.
     """
     written = 0
-    for start in range(0, len(records), 1024):
+    for start in range(0, len(records), _CHUNK):
         if stop.is_set():
             raise PersistenceError("closed while compacting")
-        chunk = records[start : start + 1024]
+        chunk = records[start : start + _CHUNK]
         written += write_all(ops, fd, b"".join(encode(r, seq + i) for i, r in enumerate(chunk)))
         seq += len(chunk)
     return written, seq

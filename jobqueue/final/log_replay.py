@@ -68,8 +68,8 @@ class State:
         elif old is None:
             if op in (Op.COMPLETED, Op.FAILED):
                 self._finish(record, size)
-        elif op is Op.STARTED:
-            self._set(replace(old, status=Status.PROCESSING))
+        elif op is Op.STARTED:  # the commonest record: built directly, not by replace()
+            self.live[job_id] = Live(old.job, Status.PROCESSING, old.retry_at, old.error, old.size)
         elif op is Op.RETRYING:
             job = replace(old.job, attempts=record.attempts)
             # A compacted log keeps one retrying line: count only the first.
