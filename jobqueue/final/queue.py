@@ -299,7 +299,7 @@ class JobQueue:
         if unrunnable:
             raise PersistenceError(
                 f"{self._config.persist_path}: {len(unrunnable)} recovered jobs cannot run, "
-                f"so the queue will not start (nothing was changed): {unrunnable[0]}"
+                f"so the queue will not start (they stay in the log): {unrunnable[0]}"
             )
         if self._live:
             logger.info(
@@ -340,8 +340,8 @@ class JobQueue:
     def _record_start(self, entry: _Entry) -> None:
         try:
             self._storage.started(entry.job.id, entry.job.attempts + 1)
-        except PersistenceError:  # a lost start record only means a re-run after a crash
-            logger.exception("job %r: could not record its start", entry.job.id)
+        except PersistenceError as exc:  # a lost start record only means a re-run after a crash
+            logger.warning("job %r: could not record its start: %s", entry.job.id, exc)
 
     def _job_done(self, entry: _Entry, started: float, error: Exception | None) -> None:
         """Record the outcome of one run: success, a retry, or failure for good.
@@ -361,8 +361,8 @@ class JobQueue:
                 self._storage.retrying(job.id, job.attempts, time.time() + delay, repr(error))
             else:
                 self._storage.failed(job.id, job.attempts, repr(error))
-        except PersistenceError:
-            logger.exception("job %r: could not record its outcome", job.id)
+        except PersistenceError as exc:  # it runs again after a restart: at least once
+            logger.warning("job %r: could not record its outcome: %s", job.id, exc)
         now = time.monotonic()
         with self._mutex:
             self._counters.run_ended(priority, started, now)

@@ -5,7 +5,8 @@ every step of each job's life.  A storage remembers enough to rebuild the
 queue after a restart.  Two implementations ship:
 
 - :class:`MemoryStorage` (no ``persist_path``): remembers nothing.
-- ``jobqueue.final.log.JobLog``: a JSON-lines append log on local disk.
+- ``jobqueue.final.log.JobLog``: a JSON-lines append log on local disk
+  (``log.py`` and its ``log_*.py`` helpers; ``docs/durability.md``).
 
 The calls, in the order the queue makes them for one job::
 
@@ -13,25 +14,46 @@ The calls, in the order the queue makes them for one job::
 
 Contract for implementations:
 
+- ``recover()`` comes first, once; every other call after it.
 - The queue writes a job's records in that order, and frees the job's id
   (so it may be enqueued again) only after ``completed`` or ``failed`` has
   returned.  A storage may therefore key its state by job id.
 - ``enqueued`` is the acknowledgement.  When it returns, the job must be
   recoverable by a later ``recover()``, to the durability the storage
-  promises.  If it cannot promise that, it raises ``PersistenceError`` and the
-  job is not accepted.
+  promises (``JobLog``: a ``kill -9`` under every fsync policy, a power loss
+  under ``"always"``).  If it cannot promise that, it raises
+  ``PersistenceError`` and the job is not accepted.  A job whose
+  ``enqueued`` raised may still come back after a restart (its record may
+  have reached the disk before the failure): at least once, never "acked but
+  lost".
 - ``started``, ``retrying``, ``completed`` and ``failed`` may be buffered.
   Losing one in a crash only means a job runs again, which at-least-once
   delivery allows.  They raise ``PersistenceError`` if the storage has failed.
-- Every method may be called from several threads at once.
-- Payloads are opaque bytes, stored as data (never pickled).
+- Every method may be called from several threads at once; ``enqueued``
+  from many producers at once (``JobLog`` shares one fsync among them).
+- Payloads are opaque bytes, stored as data (never pickled).  A job names its
+  handler (``Job.handler``), because a function cannot be stored.
 
-A networked store shared by several processes (Redis with a processing list
-and leases, say) fits the same calls: ``enqueued`` is an ``LPUSH`` that must
-be acknowledged, ``started`` moves the job to a processing list with a lease,
-``completed``/``failed`` remove it, and ``recover`` re-queues jobs whose lease
-expired.  Such a store would also have to hand out the jobs (the queue's
-deques would become a local buffer); that extension is not built here.
+A networked store that several processes on several machines share fits the
+same calls.  With Redis, a processing list and leases, say:
+
+- ``enqueued``: ``HSET job:<id>`` (the job as data) and ``LPUSH queue:<prio>``
+  in one ``MULTI``, followed by ``WAIT`` (replicas) if the ack must survive a
+  node; the call returns when Redis replied, or raises.
+- ``started``: ``LMOVE queue:<prio> processing:<worker>`` plus
+  ``SET lease:<id> <worker> PX <ttl>``, renewed while the handler runs.
+- ``retrying``: ``LREM`` from the processing list, ``ZADD retry <retry_at>``,
+  ``HSET job:<id> attempts <n>``.  ``completed``/``failed``: ``LREM`` and
+  ``DEL`` (or a move to a capped history / dead-letter list).
+- ``recover``: a sweep more than a replay: jobs in processing lists whose
+  lease expired go back to their queue (a machine died mid-run: at least
+  once), and so do due entries of ``retry``.  It returns no jobs to hold in
+  memory, since the jobs stay in the shared store.
+
+What that store needs beyond these calls is to *hand out* jobs: with several
+consumers the queue's deques would become a local prefetch buffer filled by a
+``claim()`` (the ``LMOVE``), and ``started`` would be part of it.  That
+extension is not built here; nothing in the calls above assumes one process.
 """
 
 from __future__ import annotations
@@ -46,7 +68,11 @@ __all__ = ["MemoryStorage", "Storage", "StoredJob"]
 
 @dataclass(frozen=True, slots=True)
 class StoredJob:
-    """One job as ``recover()`` found it."""
+    """One job as ``recover()`` found it.
+
+    A finished job (COMPLETED, FAILED) is remembered for ``status()`` only:
+    its ``job`` keeps its id and attempts, not its payload.
+    """
 
     job: Job  # ``job.attempts`` counts the runs that ended in failure
     status: Status  # PROCESSING means it was in flight at the crash: run it again
@@ -58,10 +84,12 @@ class Storage(Protocol):
     """Where a ``final.JobQueue`` keeps its jobs.  See the module docstring."""
 
     def recover(self) -> list[StoredJob]:
-        """Every job the storage knows, live ones in enqueue order, then finished ones.
+        """Every job the storage knows, live ones in enqueue order, then finished ones
+        (oldest first, at most the history it was given).
 
         Called once, before any other call.  Raises ``PersistenceError`` if
-        the stored state is damaged beyond what can be safely repaired.
+        the stored state is damaged beyond what can be safely repaired, and
+        then changes nothing.
         """
         ...
 
