@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import re
 import tempfile
@@ -10,7 +12,7 @@ import zlib
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from jobqueue.final.config import FSYNC_POLICIES
@@ -170,6 +172,10 @@ _EDITS = st.lists(
 )
 
 
+def lines_of(data: bytes) -> list[bytes]:
+    return data.splitlines(keepends=True)
+
+
 def _damage(data: bytes, edits: list[tuple[str, float, bytes]]) -> bytes:
     damaged = bytearray(data)
     for kind, where, junk in edits:
@@ -223,3 +229,70 @@ def test_random_damage_on_disk_opens_or_raises_persistence_error(
             return
         assert summary(jobs) == summary(recovered(path, fsync="never"))  # repaired for good
         assert read_log(path).torn == b""
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner),
+    max_leaves=8,
+)
+_FIELDS = st.sampled_from(
+    [
+        "seq",
+        "op",
+        "id",
+        "priority",
+        "attempts",
+        "created",
+        "handler",
+        "payload",
+        "attempt",
+        "retry_at",
+        "error",
+        "format",
+        "version",
+    ]
+)
+
+
+_VALID = {
+    "enqueued": {
+        "id": "a",
+        "priority": "HIGH",
+        "attempts": 0,
+        "created": 1.5,
+        "handler": None,
+        "payload": "aGk=",
+    },
+    "started": {"id": "a", "attempt": 1},
+    "retrying": {"id": "a", "attempts": 1, "retry_at": 2.5, "error": "e"},
+    "completed": {"id": "a"},
+    "failed": {"id": "a", "attempts": 1, "error": "e"},
+    "header": {"format": "jobqueue.final.log", "version": 1},
+}
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    op=st.sampled_from([*_VALID, "unknown"]),
+    changes=st.dictionaries(_FIELDS, _JSON, max_size=2),
+    dropped=st.sets(_FIELDS, max_size=1),
+)
+@example(op="enqueued", changes={"payload": 5}, dropped=set())
+@example(op="retrying", changes={"retry_at": True}, dropped=set())
+@example(op="header", changes={"version": "1"}, dropped=set())
+def test_a_checksummed_line_with_wrong_fields_is_damage_not_a_crash(
+    sample_log: bytes, op: str, changes: dict[str, object], dropped: set[str]
+) -> None:
+    """A line can pass its checksum and still be nonsense (a bug wrote it)."""
+    fields = {**_VALID.get(op, {}), **changes}
+    for name in dropped:
+        fields.pop(name, None)
+    rows = lines_of(sample_log)
+    for at in (1, len(rows)):  # in the middle, and as the last line
+        text = json.dumps({"seq": at, "op": op, **fields}, separators=(",", ":"))
+        body = text[:-1].encode()
+        line = body + b',"crc":"%08x"}\n' % zlib.crc32(body)
+        data = b"".join([*rows[:at], line, *rows[at + 1 :]])
+        with contextlib.suppress(PersistenceError):
+            replay(data, "fuzz.log", 10_000)

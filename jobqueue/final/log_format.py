@@ -158,7 +158,7 @@ def decode(line: bytes) -> tuple[int, Record]:
         raise Damage("not a JSON object")
     try:
         return _int(fields["seq"]), _record(fields)
-    except (KeyError, TypeError, ValueError, binascii.Error) as exc:
+    except (AttributeError, KeyError, TypeError, ValueError, binascii.Error) as exc:
         raise Damage(f"invalid {fields.get('op')!r} record: {exc!r}") from None
 
 
