@@ -255,7 +255,7 @@ _FIELDS = st.sampled_from(
 )
 
 
-_VALID = {
+_VALID: dict[str, dict[str, object]] = {
     "enqueued": {
         "id": "a",
         "priority": "HIGH",
