@@ -300,5 +300,7 @@ def _goals_table(checked: list[dict[str, Any]]) -> Table:
         else:
             shown = f"{_rate(value)} {goal['unit']}"
         met = {None: "", True: "[green]yes[/]", False: "[red]no[/]"}[goal["met"]]
+        if goal.get("note"):
+            met += f" ({goal['note']})"
         table.add_row(goal["goal"], shown, met)
     return table

@@ -197,6 +197,13 @@ def goals(sections: dict[str, Any]) -> list[dict[str, Any]]:
     def figure(row: dict[str, Any] | None, name: str) -> float | None:
         return None if row is None else row.get(name)
 
+    def short_of_rate(key: tuple[str, int]) -> str | None:
+        """Why a latency at a rate does not count: the producer never reached the rate."""
+        row = latency.get(key)
+        if row is None or row.get("status") != "ok" or row["achieved_rate"] >= 0.95 * row["rate"]:
+            return None
+        return f"the producer reached only {row['achieved_rate']:,.0f} of {row['rate']:,.0f} jobs/s"
+
     checks: list[tuple[str, float | None, str, float, bool]] = [
         # (goal, measured, unit, bound, higher is better)
         (
@@ -256,13 +263,23 @@ def goals(sections: dict[str, Any]) -> list[dict[str, Any]]:
             False,
         ),
     ]
-    return [
-        {
-            "goal": goal,
-            "measured": value,
-            "unit": unit,
-            "bound": bound,
-            "met": None if value is None else (value >= bound if higher else value <= bound),
-        }
-        for goal, value, unit, bound, higher in checks
-    ]
+    notes = {
+        f"{durable} p99 ≤ 1 ms at 2,000 jobs/s": short_of_rate((durable, 2_000)),
+        f"{durable} p99 ≤ 2 ms at 20,000 jobs/s": short_of_rate((durable, 20_000)),
+        "spec: final p99 < 10 ms at 20,000 jobs/s": short_of_rate(("final", 20_000)),
+    }
+    out = []
+    for goal, value, unit, bound, higher in checks:
+        note = notes.get(goal)
+        met = None if value is None else (value >= bound if higher else value <= bound)
+        out.append(
+            {
+                "goal": goal,
+                "measured": value,
+                "unit": unit,
+                "bound": bound,
+                "met": False if note is not None else met,
+                "note": note,
+            }
+        )
+    return out
