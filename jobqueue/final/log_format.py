@@ -5,10 +5,10 @@ records up into state, ``log.py`` appends them to a file.
 
 A log is a header line, then one line per record, in the order they happened::
 
-    {"seq":0,"op":"header","format":"jobqueue.final.log","version":1,"crc":"1ec4b0e0"}
-    {"seq":1,"op":"enqueued","id":"mail-7","priority":"HIGH","attempts":0,"created":1732783305.25,"handler":"send","payload":"aGk=","crc":"5d0e1b7c"}
-    {"seq":2,"op":"started","id":"mail-7","attempt":1,"crc":"0f2a91c3"}
-    {"seq":3,"op":"completed","id":"mail-7","crc":"77b0e2d4"}
+    {"seq":0,"op":"header","format":"jobqueue.final.log","version":1,"crc":"5362409b"}
+    {"seq":1,"op":"enqueued","id":"mail-7","priority":"HIGH","attempts":0,"created":1732783305.25,"handler":"send_email","payload":"eyJ0byI6ICJhQGIuYyJ9","crc":"d18df9fd"}
+    {"seq":2,"op":"started","id":"mail-7","attempt":1,"crc":"3c7147fe"}
+    {"seq":3,"op":"retrying","id":"mail-7","attempts":1,"retry_at":1732783306.25,"error":"TimeoutError('smtp')","crc":"9b658df2"}
 
 - ``seq`` numbers the lines of this file, 0 for the header: a line lost or
   repeated in the middle is caught, not just a damaged one.
