@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     console.print(f"{len(steps)} measurements in {seconds:.0f} s, {args.repeat} repetitions.")
     if args.json is not None:
         report = {
-            "command": shlex.join(["jobqueue", *sys.argv[2:]] if len(sys.argv) > 1 else []),
+            "command": shlex.join(["jobqueue", *sys.argv[1:]]),
             "machine": machine,
             "repeat": args.repeat,
             "quick": args.quick,
