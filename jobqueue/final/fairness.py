@@ -24,6 +24,8 @@ from jobqueue.vocabulary import Priority
 
 __all__ = ["FairPicker"]
 
+_PRIORITIES = tuple(Priority)  # iterating the enum class itself is several times slower
+
 
 class FairPicker:
     """Chooses the priority to serve next.  Not thread-safe: the queue's mutex guards it.
@@ -48,16 +50,21 @@ class FairPicker:
         ``waiting[p]`` is how many jobs wait at priority ``p``.  Returns None
         when nothing waits.
         """
-        candidates = [p for p in Priority if waiting[p]]
+        candidates = [p for p in _PRIORITIES if waiting[p]]
         if not candidates:
             return None
+        if len(candidates) == 1:
+            # The common case, made quick: the only priority waiting is served
+            # and nobody is passed over, so every count resets.
+            self._passed_over = [0] * len(_PRIORITIES)
+            return candidates[0]
         passed_over = self._passed_over
         # The fairness rule: a priority passed over `tokens` times is owed a
         # turn; of several owed, the longest passed over goes first (ties go to
         # the more urgent).  Otherwise: strict priority.
         owed = [p for p in candidates if passed_over[p] >= self.tokens]
         chosen = min(owed, key=lambda p: (-passed_over[p], p)) if owed else candidates[0]
-        for p in Priority:
+        for p in _PRIORITIES:
             if p == chosen or not waiting[p]:
                 passed_over[p] = 0
             elif p > chosen:  # a less urgent priority waited while `chosen` was served
