@@ -326,33 +326,37 @@ class JobQueue:
         None tells the worker to exit.
         """
         with self._mutex:
-            while True:
-                # Exit if the queue is closed: a graceful close() waits for the
-                # jobs in flight, but starts no new one.
-                if self._closed:
-                    return None
-                now = time.monotonic()
-                while self._retries and self._retries[0][0] <= now:
-                    _, _, due = heapq.heappop(self._retries)
-                    self._retrying[due.job.priority] -= 1
-                    # Past the bound on purpose: this job was accepted already.
-                    self._queues[due.job.priority].append(due)
-                    self._live[due.job.id] = Status.QUEUED
-                # Fix: fair priority.  The picker bounds how long LOW can wait.
-                priority = self._picker.choose([len(waiting) for waiting in self._queues])
-                if priority is not None:
-                    entry = self._queues[priority].popleft()
-                    self._live[entry.job.id] = Status.PROCESSING
-                    self._counters.run_started(priority, now)
-                    if self._blocked_producers[priority]:
-                        self._not_full[priority].notify()
-                    return entry, now
-                # Nothing ready: sleep until a notify, or until the next retry is due.
-                self._idle_workers += 1
-                try:
-                    self._not_empty.wait(self._retries[0][0] - now if self._retries else None)
-                finally:
-                    self._idle_workers -= 1
+            return self._take()
+
+    def _take(self) -> tuple[_Entry, float] | None:
+        """The body of ``_next_job``, for a caller that holds the mutex already."""
+        while True:
+            # Exit if the queue is closed: a graceful close() waits for the
+            # jobs in flight, but starts no new one.
+            if self._closed:
+                return None
+            now = time.monotonic()
+            while self._retries and self._retries[0][0] <= now:
+                _, _, due = heapq.heappop(self._retries)
+                self._retrying[due.job.priority] -= 1
+                # Past the bound on purpose: this job was accepted already.
+                self._queues[due.job.priority].append(due)
+                self._live[due.job.id] = Status.QUEUED
+            # Fix: fair priority.  The picker bounds how long LOW can wait.
+            priority = self._picker.choose([len(waiting) for waiting in self._queues])
+            if priority is not None:
+                entry = self._queues[priority].popleft()
+                self._live[entry.job.id] = Status.PROCESSING
+                self._counters.run_started(priority, now)
+                if self._blocked_producers[priority]:
+                    self._not_full[priority].notify()
+                return entry, now
+            # Nothing ready: sleep until a notify, or until the next retry is due.
+            self._idle_workers += 1
+            try:
+                self._not_empty.wait(self._retries[0][0] - now if self._retries else None)
+            finally:
+                self._idle_workers -= 1
 
     def _record_start(self, entry: _Entry) -> None:
         try:
@@ -360,8 +364,12 @@ class JobQueue:
         except PersistenceError as exc:  # a lost start record only means a re-run after a crash
             logger.warning("job %r: could not record its start: %s", entry.job.id, exc)
 
-    def _job_done(self, entry: _Entry, started: float, error: Exception | None) -> None:
-        """Record the outcome of one run: success, a retry, or failure for good.
+    def _job_done(
+        self, entry: _Entry, started: float, error: Exception | None
+    ) -> tuple[_Entry, float] | None:
+        """Record the outcome of one run (success, a retry, or failure for good),
+        then take the worker's next job in the same critical section: one
+        mutex round per job, not two.  Returns what ``_next_job`` would.
 
         Storage first, memory second: the job's id stays live until its last
         record is written, so a re-enqueue of the same id cannot be logged
@@ -381,7 +389,12 @@ class JobQueue:
                 self._storage.failed(job.id, attempts, repr(error))
         except PersistenceError as exc:  # it runs again after a restart: at least once
             logger.warning("job %r: could not record its outcome: %s", job.id, exc)
+        if error is not None and retry:
+            logger.info("job %r failed (%r); retry %d in %.3gs", job.id, error, attempts, delay)
+        elif error is not None:
+            logger.error("job %r failed for good after %d attempts: %r", job.id, attempts, error)
         now = time.monotonic()
+        scheduled = False  # a retry is: the job is not finished
         with self._mutex:
             self._counters.run_ended(priority, started, now)
             if error is None:
@@ -395,18 +408,17 @@ class JobQueue:
                 self._retrying[priority] += 1
                 self._counters.retried[priority] += 1
                 self._live[job.id] = Status.RETRYING
-                self._not_empty.notify()  # a sleeping worker may need a shorter timeout
-                return
+                scheduled = True
+                if self._idle_workers:  # a sleeping worker may need a shorter timeout
+                    self._not_empty.notify()
             elif retry:  # closed: the log remembers the retry; memory drops it
                 self._live.pop(job.id, None)
             else:
                 self._counters.failed[priority] += 1
                 self._remember_finished(job.id, Status.FAILED)
-            self._finish()
-        if error is not None and retry:
-            logger.info("job %r failed (%r); retry %d in %.3gs", job.id, error, attempts, delay)
-        elif error is not None:
-            logger.error("job %r failed for good after %d attempts: %r", job.id, attempts, error)
+            if not scheduled:
+                self._finish()
+            return self._take()  # may wait: log nothing after it
 
     def _retry_delay(self, retry: int) -> float:
         delay = self._config.retry_delay(retry)
@@ -449,17 +461,15 @@ def _open_storage(config: Config) -> Storage:
 
 
 def _worker(jq: JobQueue) -> None:
-    """Take the next job, fairly, and run it, until close()."""
-    while True:
-        taken = jq._next_job()
-        if taken is None:
-            return
+    """Take the next job, fairly, and run it, until close() (``taken`` is None)."""
+    taken = jq._next_job()
+    while taken is not None:
         entry, started = taken
         jq._record_start(entry)
         try:
             entry.handler(entry.job.payload)
         except Exception as exc:
             # A failing handler never kills a worker.
-            jq._job_done(entry, started, exc)
+            taken = jq._job_done(entry, started, exc)
         else:
-            jq._job_done(entry, started, None)
+            taken = jq._job_done(entry, started, None)
