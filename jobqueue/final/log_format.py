@@ -44,9 +44,15 @@ __all__ = [
     "Damage",
     "Op",
     "Record",
+    "completed_fields",
     "decode",
     "encode",
+    "enqueued_fields",
+    "failed_fields",
+    "fields",
     "header",
+    "retrying_fields",
+    "seal",
 ]
 
 FORMAT = "jobqueue.final.log"
@@ -83,39 +89,67 @@ class Damage(Exception):
 
 
 def encode(record: Record, seq: int) -> bytes:
-    """The line for ``record`` as line number ``seq`` of its file, newline included.
+    """The line for ``record`` as line number ``seq`` of its file, newline included."""
+    return seal(fields(record), seq)
+
+
+def seal(rest: bytes, seq: int) -> bytes:
+    """A whole line from a record's fields (see :func:`fields`): its ``seq`` in front,
+    its checksum behind.
+
+    Split from the fields so that the fields can be built before the log's
+    mutex is taken; only this, which needs the line's number, runs under it.
+    """
+    body = b'{"seq":%d%s' % (seq, rest)
+    return b'%s,"crc":"%08x"}\n' % (body, zlib.crc32(body))
+
+
+def fields(record: Record) -> bytes:
+    """A record's fields after ``seq``: ``,"op":...``, without the closing brace.
 
     The same bytes ``json.dumps(fields, separators=(",", ":"))`` would give,
-    built by hand: this runs for every record, on the enqueue path.
+    built by hand: the ``*_fields`` functions below run for every record.
     """
-    op, head = record.op, f'{{"seq":{seq},"op":"{record.op.value}"'
+    op = record.op
     if op is Op.HEADER:
-        text = f'{head},"format":"{FORMAT}","version":{VERSION}'
-    elif op is Op.ENQUEUED:
-        job = record.job
-        assert job is not None
-        payload = base64.b64encode(job.payload).decode("ascii")
-        text = (
-            f'{head},"id":{_str(job.id)},"priority":"{job.priority.name}",'
-            f'"attempts":{job.attempts},"created":{_num(job.created)},'
-            f'"handler":{_opt(job.handler)},"payload":"{payload}"'
-        )
-    elif op is Op.STARTED:
-        text = f'{head},"id":{_str(record.id)},"attempt":{record.attempts}'
-    elif op is Op.RETRYING:
-        text = (
-            f'{head},"id":{_str(record.id)},"attempts":{record.attempts},'
-            f'"retry_at":{_num(record.retry_at)},"error":{_opt(record.error)}'
-        )
-    elif op is Op.FAILED:
-        text = (
-            f'{head},"id":{_str(record.id)},"attempts":{record.attempts},'
-            f'"error":{_opt(record.error)}'
-        )
-    else:
-        text = f'{head},"id":{_str(record.id)}'
-    body = text.encode("ascii")
-    return b'%s,"crc":"%08x"}\n' % (body, zlib.crc32(body))
+        return HEADER_FIELDS
+    if op is Op.ENQUEUED:
+        assert record.job is not None
+        return enqueued_fields(record.job)
+    if op is Op.STARTED:  # earlier versions wrote it; still read, never written
+        return f',"op":"started","id":{_str(record.id)},"attempt":{record.attempts}'.encode()
+    if op is Op.RETRYING:
+        assert record.retry_at is not None
+        assert record.error is not None
+        return retrying_fields(record.id, record.attempts, record.retry_at, record.error)
+    if op is Op.FAILED:
+        return failed_fields(record.id, record.attempts, record.error)
+    return completed_fields(record.id)
+
+
+def enqueued_fields(job: Job) -> bytes:
+    return b'%s"payload":"%s"' % (
+        f',"op":"enqueued","id":{_str(job.id)},"priority":"{job.priority.name}",'
+        f'"attempts":{job.attempts},"created":{_num(job.created)},'
+        f'"handler":{_opt(job.handler)},'.encode(),
+        base64.b64encode(job.payload),
+    )
+
+
+def completed_fields(job_id: str) -> bytes:
+    return b',"op":"completed","id":%s' % _str(job_id).encode()
+
+
+def retrying_fields(job_id: str, attempts: int, retry_at: float, error: str) -> bytes:
+    return (
+        f',"op":"retrying","id":{_str(job_id)},"attempts":{attempts},'
+        f'"retry_at":{_num(retry_at)},"error":{_opt(error)}'
+    ).encode()
+
+
+def failed_fields(job_id: str, attempts: int, error: str | None) -> bytes:
+    text = f',"op":"failed","id":{_str(job_id)},"attempts":{attempts},"error":{_opt(error)}'
+    return text.encode()
 
 
 _str: Callable[[str], str] = json.encoder.encode_basestring_ascii  # quoted, escaped, ASCII
@@ -129,6 +163,9 @@ def _num(value: float | None) -> str:
     if type(value) is float and math.isfinite(value):
         return float.__repr__(value)  # what json.dumps writes for a finite float
     return json.dumps(value)
+
+
+HEADER_FIELDS = f',"op":"header","format":"{FORMAT}","version":{VERSION}'.encode()
 
 
 def header() -> Record:
