@@ -4,6 +4,11 @@ Both only read: they take no lock, repair nothing and create no file, so they
 are safe on the log of a running queue (whose last line may then be caught
 mid-write: that shows as a torn last line).
 
+The log does not record that a job started (a job in flight at a crash is
+re-run like a queued one), so ``inspect`` shows running jobs as queued; only
+a log written by an earlier version, which had ``started`` records, can show
+jobs as processing.
+
 ``check`` exits 0 for a log a queue would open (a torn last line is tolerated:
 the queue sets it aside), 1 for a damaged or unreadable one.
 """
@@ -47,12 +52,14 @@ def run_inspect(args: argparse.Namespace) -> int:
         return 1
     state = found.state
     console.print(_summary(args.path, found))
-    table = Table(title="live jobs by status and priority")
+    table = Table(title="live jobs by status and priority (running jobs show as queued)")
     table.add_column("status")
     for priority in Priority:
         table.add_column(priority.name, justify="right")
     table.add_column("total", justify="right", style="bold")
     for status in _LIVE:
+        if status is Status.PROCESSING and not any(x.status is status for x in state.live.values()):
+            continue  # only an old log records starts: see the module docstring
         counts = [
             sum(1 for x in state.live.values() if x.status is status and x.job.priority is p)
             for p in Priority

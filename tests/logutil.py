@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from jobqueue.final.log import JobLog
+from jobqueue.final.log_format import Op, Record, encode
 from jobqueue.final.storage import StoredJob
 from jobqueue.vocabulary import Job, PersistenceError, Priority, Status
 
@@ -50,7 +51,8 @@ def summary(jobs: list[StoredJob]) -> list[tuple[str, Status, int]]:
 
 
 def write_sample(path: Path) -> list[tuple[str, Status, int]]:
-    """A small log with every kind of record, binary payloads included.
+    """A small log with every kind of record, binary payloads included, ending
+    with a ``started`` line as earlier versions wrote them.
 
     Returns what it recovers to, for comparison.
     """
@@ -66,8 +68,19 @@ def write_sample(path: Path) -> list[tuple[str, Status, int]]:
         log.started("d", 1)
         log.failed("d", 1, "ValueError('bad')")
         log.enqueued(Job(id="e \u00e9\udc80\n", payload=b""))
-        log.started("b", 1)
+        log.started("b", 1)  # writes nothing now...
+    append_record(path, Record(Op.STARTED, "b", attempts=1))  # ...but an old log has it
     return summary(recovered(path))
+
+
+def append_record(path: Path, record: Record) -> None:
+    """Append ``record`` to a closed log as its next line, checksummed.
+
+    For records this version no longer writes (``started``), to check that
+    logs written by earlier versions still load.
+    """
+    with open(path, "ab") as f:
+        f.write(encode(record, len(lines(path))))
 
 
 def lines(path: Path) -> list[bytes]:

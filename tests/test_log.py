@@ -48,6 +48,17 @@ def test_an_enqueued_record_reaches_the_os_before_enqueued_returns(
         assert b'"id":"acked"' in path.read_bytes()
 
 
+def test_started_writes_nothing(tmp_path: Path) -> None:
+    """Replay re-runs an unfinished job whether or not it started: no record is owed."""
+    path = tmp_path / "jobs.log"
+    with opened(path) as (log, _):
+        log.enqueued(Job(id="a"))
+        log.started("a", 1)
+        log.sync()
+        assert [row.split(b'"op":')[1][:10] for row in lines(path)[1:]] == [b'"enqueued"']
+    assert summary(recovered(path)) == [("a", Status.QUEUED, 0)]
+
+
 def test_every_kind_of_record_round_trips(tmp_path: Path) -> None:
     path = tmp_path / "jobs.log"
     got = write_sample(path)

@@ -12,9 +12,11 @@ this one, which ties them together.  ``docs/durability.md`` has the why.
   ``kill -9``.  Power loss is the fsync policy's business: ``"always"``
   returns only after ``fsync``; ``"interval"`` has the flusher fsync every
   ``flush_interval`` (0.5 s); ``"never"`` leaves it to the OS.
-- ``started``, ``retrying``, ``completed`` and ``failed`` are buffered: they
-  ride along with the next batch, the flusher's tick, a full buffer or
-  ``close()``.  Losing one in a crash only means a re-run.
+- ``retrying``, ``completed`` and ``failed`` are buffered: they ride along
+  with the next write, the flusher's tick, a full buffer or ``close()``.
+  Losing one in a crash only means a re-run.  ``started`` writes nothing:
+  replay re-runs a job that was enqueued and never finished whether or not
+  it had started.
 - Compaction: once the file is large and mostly dead records, live jobs plus
   the history are rewritten to ``PATH.compact``, fsynced, renamed over
   ``PATH``, and the directory fsynced.
@@ -30,8 +32,16 @@ import threading
 from jobqueue.final import log_files
 from jobqueue.final.config import FSYNC_POLICIES
 from jobqueue.final.log_files import FileOps, remove, set_aside, take_lock, write_all
-from jobqueue.final.log_format import Op, Record, encode, header
-from jobqueue.final.log_replay import State, read_log
+from jobqueue.final.log_format import (
+    HEADER_FIELDS,
+    Op,
+    completed_fields,
+    enqueued_fields,
+    failed_fields,
+    retrying_fields,
+    seal,
+)
+from jobqueue.final.log_replay import Mirror, read_log
 from jobqueue.final.log_writer import Writer
 from jobqueue.final.storage import StoredJob
 from jobqueue.vocabulary import Job, PersistenceError
@@ -73,10 +83,9 @@ class JobLog:
         self._compact_live_fraction = compact_live_fraction
         self._flush_interval = flush_interval
         ops = ops if ops is not None else log_files.DEFAULT_OPS
-        self._writer = Writer(self._path, fsync, ops, buffer_limit, self._written)
+        self._history = history
+        self._writer = Writer(self._path, fsync, ops, buffer_limit, Mirror(history))
         # Guarded by the writer's mutex, like everything the writer changes:
-        self._state = State(history)
-        self._tail: list[Record] | None = None  # while compacting: records written since
         self._compactor: threading.Thread | None = None
         self._stop = threading.Event()  # close() stops the flusher and compaction
         self._flusher: threading.Thread | None = None
@@ -89,20 +98,20 @@ class JobLog:
         w = self._writer
         if w.fd >= 0 or w.closed:
             raise RuntimeError("JobLog.recover() is called once, before anything else")
-        found = read_log(self._path, self._state.history_limit)  # raises if damaged
+        found = read_log(self._path, self._history)  # raises if damaged
         try:
             if found.torn:
                 set_aside(w.ops, self._path, found)
             w.fd = w.ops.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
             w.size = w.synced = found.good_bytes
             if w.size == 0:  # a new log: its header, and its name, must be durable
-                w.size = w.synced = write_all(w.ops, w.fd, encode(header(), 0))
+                w.size = w.synced = write_all(w.ops, w.fd, seal(HEADER_FIELDS, 0))
                 w.ops.fsync(w.fd)
                 w.ops.fsync_dir(self._path)
             remove(self._path + ".compact")  # a compaction that died before its rename
         except OSError as exc:
             raise PersistenceError(f"{self._path}: cannot open the log: {exc}") from exc
-        self._state, w.next_seq = found.state, found.next_seq
+        w.mirror, w.next_seq = Mirror.of(found.state), found.next_seq
         if self._should_compact():
             try:
                 self.compact()
@@ -110,23 +119,34 @@ class JobLog:
                 logger.warning("%s", exc)
         self._flusher = threading.Thread(target=self._flush_loop, name="jobqueue-log-flusher")
         self._flusher.start()
-        return self._state.stored()
+        return found.state.stored()
 
     def enqueued(self, job: Job) -> None:
-        self._writer.append(Record(Op.ENQUEUED, job.id, job=job), ack=True)
+        # The fields are built before the writer's mutex is taken: it only seals and writes.
+        self._writer.ack(job.id, enqueued_fields(job))
 
     def started(self, job_id: str, attempt: int) -> None:
-        self._writer.append(Record(Op.STARTED, job_id, attempts=attempt), ack=False)
+        """Writes nothing: the log does not need to know that a run began.
+
+        Replay re-runs a job that was enqueued and never finished, exactly
+        like a queued one, and ``Job.attempts`` counts only failed runs, so
+        recovery comes out the same with or without a start record; leaving
+        it out saves a record per job.  (Logs written by earlier versions
+        have ``started`` lines; they are still read.)  The seam keeps the
+        call because other storages need it: a networked store takes a
+        lease here, so that another machine can re-run the job if this one
+        dies mid-run (see ``storage.py``).
+        """
 
     def retrying(self, job_id: str, attempts: int, retry_at: float, error: str) -> None:
-        record = Record(Op.RETRYING, job_id, attempts=attempts, retry_at=retry_at, error=error)
-        self._writer.append(record, ack=False)
+        rest = retrying_fields(job_id, attempts, retry_at, error)
+        self._writer.buffer(Op.RETRYING, job_id, rest)
 
     def completed(self, job_id: str) -> None:
-        self._writer.append(Record(Op.COMPLETED, job_id), ack=False)
+        self._writer.buffer(Op.COMPLETED, job_id, completed_fields(job_id))
 
     def failed(self, job_id: str, attempts: int, error: str) -> None:
-        self._writer.append(Record(Op.FAILED, job_id, attempts=attempts, error=error), ack=False)
+        self._writer.buffer(Op.FAILED, job_id, failed_fields(job_id, attempts, error))
 
     def close(self) -> None:
         """Write what is buffered, fsync (unless ``"never"``), release the file.  Idempotent."""
@@ -176,31 +196,36 @@ class JobLog:
         """
         w = self._writer
         with w.mutex:
-            w.check_usable()
-            if self._tail is not None:
+            if w.broken is not None or w.closed or w.fd < 0:
+                raise w.unusable()
+            if w.tail is not None:
                 return  # one compaction at a time
             w.wait_for_role()  # a batch half-applied would make the snapshot lie
-            snapshot = self._state.copy()
+            snapshot = w.mirror.copy()
             mode = os.fstat(w.fd).st_mode & 0o777
-            self._tail = []
+            w.tail = []
         tmp, fd, swapped = self._path + ".compact", -1, False
         try:
             fd = w.ops.open(tmp, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_TRUNC)
             os.fchmod(fd, mode)  # keep whatever mode the owner gave the log
-            records = [header(), *snapshot.records()]
+            records = [HEADER_FIELDS, *snapshot.fields()]
             size, seq = log_files.write_records(w.ops, fd, records, 0, self._stop)
             for _ in range(_CATCH_UP_ROUNDS):  # copy what was appended meanwhile, unpaused
                 with w.mutex:
-                    if self._tail is None or len(self._tail) < _SMALL_TAIL:
+                    if w.tail is None or len(w.tail) < _SMALL_TAIL:
                         break
-                    tail, self._tail = self._tail, []
-                more, seq = log_files.write_records(w.ops, fd, tail, seq, self._stop)
+                    tail, w.tail = w.tail, []
+                more, seq = log_files.write_records(
+                    w.ops, fd, [rest for _, _, rest in tail], seq, self._stop
+                )
                 size += more
             w.ops.fsync(fd)
             with w.exclusive():  # the pause: no batch is written until the swap is done
                 with w.mutex:
-                    tail, self._tail = self._tail or [], None
-                more, seq = log_files.write_records(w.ops, fd, tail, seq, self._stop)
+                    tail, w.tail = w.tail or [], None
+                more, seq = log_files.write_records(
+                    w.ops, fd, [rest for _, _, rest in tail], seq, self._stop
+                )
                 w.ops.fsync(fd)
                 w.ops.rename(tmp, self._path)
                 swapped = True
@@ -215,7 +240,7 @@ class JobLog:
             raise PersistenceError(f"{self._path}: compaction failed: {exc}") from exc
         finally:
             with w.mutex:
-                self._tail = None
+                w.tail = None
             if fd >= 0:
                 os.close(fd)  # the old log after a swap, or the unused new one
             if not swapped:
@@ -223,13 +248,6 @@ class JobLog:
         logger.info("%s: compacted to %d bytes", self._path, self.size)
 
     # -- inside -------------------------------------------------------------------------
-
-    def _written(self, records: list[Record], sizes: list[int]) -> None:
-        """A batch reached the file (the writer calls this under its mutex)."""
-        for record, size in zip(records, sizes, strict=True):
-            self._state.apply(record, size)
-        if self._tail is not None:
-            self._tail.extend(records)
 
     def _flush_loop(self) -> None:
         """The flusher: write buffered records, fsync ("interval"), start compactions."""
@@ -264,7 +282,7 @@ class JobLog:
     def _should_compact(self) -> bool:
         """Large, and mostly dead records: as Redis triggers an AOF rewrite."""
         return (
-            self._tail is None
+            self._writer.tail is None
             and self._writer.size >= self._compact_min_bytes
-            and self._state.live_bytes <= self._writer.size * self._compact_live_fraction
+            and self._writer.mirror.live_bytes <= self._writer.size * self._compact_live_fraction
         )

@@ -15,7 +15,7 @@ import os
 import threading
 import time
 
-from jobqueue.final.log_format import Record, encode
+from jobqueue.final.log_format import seal
 from jobqueue.final.log_replay import Replay
 from jobqueue.vocabulary import PersistenceError
 
@@ -82,9 +82,10 @@ def write_all(ops: FileOps, fd: int, data: bytes) -> int:
 
 
 def write_records(
-    ops: FileOps, fd: int, records: list[Record], seq: int, stop: threading.Event
+    ops: FileOps, fd: int, records: list[bytes], seq: int, stop: threading.Event
 ) -> tuple[int, int]:
-    """Write ``records`` numbered from ``seq``, in chunks; return (bytes, next seq).
+    """Write records (their fields: see ``log_format.fields``) numbered from ``seq``,
+    in chunks; return (bytes, next seq).
 
     Gives up with ``PersistenceError`` between chunks once ``stop`` is set.
     """
@@ -93,7 +94,7 @@ def write_records(
         if stop.is_set():
             raise PersistenceError("closed while compacting")
         chunk = records[start : start + _CHUNK]
-        written += write_all(ops, fd, b"".join(encode(r, seq + i) for i, r in enumerate(chunk)))
+        written += write_all(ops, fd, b"".join(seal(r, seq + i) for i, r in enumerate(chunk)))
         seq += len(chunk)
     return written, seq
 

@@ -1,9 +1,10 @@
 """Replaying a job log: records added up into the state a queue restarts from.
 
 Replay keys state by job id, which is safe because the queue frees an id only
-after that job's ``completed``/``failed`` record (see ``storage.py``).  It
-never writes: ``log.py`` repairs a torn tail, and ``jobqueue inspect``/``check``
-read through :func:`read_log` and change nothing.
+after that job's ``completed``/``failed`` record (see ``storage.py``).
+:class:`Mirror` is the running log's cheaper copy of the same state, kept only
+for compaction.  Replay never writes: ``log.py`` repairs a torn tail, and
+``jobqueue inspect``/``check`` read through :func:`read_log` and change nothing.
 """
 
 from __future__ import annotations
@@ -13,11 +14,22 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
-from jobqueue.final.log_format import HEADER_START, VERSION, Damage, Op, Record, decode
+from jobqueue.final.log_format import (
+    HEADER_START,
+    VERSION,
+    Damage,
+    Op,
+    Record,
+    completed_fields,
+    decode,
+    enqueued_fields,
+    failed_fields,
+    retrying_fields,
+)
 from jobqueue.final.storage import StoredJob
 from jobqueue.vocabulary import Job, PersistenceError, Status
 
-__all__ = ["Finished", "Live", "Replay", "State", "read_log", "replay", "scan"]
+__all__ = ["Finished", "Live", "Mirror", "Replay", "State", "read_log", "replay", "scan"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,31 +110,6 @@ class State:
             if gone is not None:
                 self.live_bytes -= gone.size
 
-    def copy(self) -> State:
-        """A snapshot: the entries are frozen, so copying the dicts is enough."""
-        return State(self.history_limit, dict(self.live), self.history.copy(), self.live_bytes)
-
-    def records(self) -> Iterator[Record]:
-        """The records that rebuild this state: history first, then live jobs.
-
-        History goes first: an id both finished and live again must end live.
-        """
-        for done in self.history.values():
-            op = Op.COMPLETED if done.status is Status.COMPLETED else Op.FAILED
-            yield Record(op, done.id, attempts=done.attempts, error=done.error)
-        for live in self.live.values():
-            yield Record(Op.ENQUEUED, live.job.id, job=live.job)
-            if live.status is Status.PROCESSING:
-                yield Record(Op.STARTED, live.job.id, attempts=live.job.attempts + 1)
-            elif live.status is Status.RETRYING:
-                yield Record(
-                    Op.RETRYING,
-                    live.job.id,
-                    attempts=live.job.attempts,
-                    retry_at=live.retry_at,
-                    error=live.error,
-                )
-
     def stored(self) -> list[StoredJob]:
         """What ``Storage.recover()`` returns: live jobs in enqueue order, then history."""
         jobs = [StoredJob(x.job, x.status, x.retry_at, x.error) for x in self.live.values()]
@@ -130,6 +117,105 @@ class State:
             job = Job(id=done.id, attempts=done.attempts, created=0.0)
             jobs.append(StoredJob(job, done.status, None, done.error))
         return jobs
+
+
+_SEAL = len('{"seq":1234567,"crc":"00000000"}\n')  # what seal() adds to a record's fields
+
+#: A batch of records as the writer hands them over: (op, job id, fields).
+Batch = list[tuple[Op, str, bytes]]
+
+
+class Mirror:
+    """What a compaction of the running log would write, kept up to date as it is written.
+
+    Per live job the fields of its ``enqueued`` record and of its last
+    ``retrying`` (or None); per finished job, the fields of its
+    ``completed``/``failed``.  Compaction renumbers and re-checksums these
+    (``seal``) without decoding anything.  The upkeep is a few dict operations
+    per record, under the writer's mutex, on the enqueue path: that is why it
+    keeps bytes and not :class:`Live` values.  A ``started`` record of an old
+    log is not kept: a job in flight is re-run exactly like a queued one.
+    """
+
+    __slots__ = ("history", "history_limit", "live", "live_bytes")
+
+    def __init__(self, history_limit: int) -> None:
+        self.history_limit = history_limit
+        self.live: dict[str, tuple[bytes, bytes | None]] = {}  # in enqueue order
+        self.history: OrderedDict[str, bytes] = OrderedDict()  # oldest first
+        self.live_bytes = 0  # about what a compacted log would take
+
+    @classmethod
+    def of(cls, state: State) -> Mirror:
+        """The mirror of a replayed log."""
+        mirror = cls(state.history_limit)
+        done = [
+            (Op.COMPLETED if x.status is Status.COMPLETED else Op.FAILED, x.id, _finished(x))
+            for x in state.history.values()
+        ]
+        live = [(Op.ENQUEUED, x.job.id, enqueued_fields(x.job)) for x in state.live.values()]
+        retries = [
+            (Op.RETRYING, x.job.id, retrying_fields(x.job.id, x.job.attempts, x.retry_at, x.error))
+            for x in state.live.values()
+            if x.status is Status.RETRYING and x.retry_at is not None and x.error is not None
+        ]
+        mirror.add(done + live + retries)
+        return mirror
+
+    def add(self, batch: Batch) -> None:
+        """Apply records just written, in order.  Lenient like :meth:`State.apply`."""
+        live, history, grown = self.live, self.history, 0
+        for op, job_id, rest in batch:
+            if op is Op.ENQUEUED:
+                old = live.get(job_id)
+                live[job_id] = (rest, None)
+                grown += len(rest) + _SEAL - (_size(old) if old is not None else 0)
+            elif op is Op.COMPLETED or op is Op.FAILED:
+                old = live.pop(job_id, None)
+                if old is not None:
+                    grown -= _size(old)
+                elif job_id in history:  # finished again without a new enqueue: move it
+                    grown -= len(history.pop(job_id)) + _SEAL
+                history[job_id] = rest
+                grown += len(rest) + _SEAL
+                if len(history) > self.history_limit:
+                    grown -= len(history.popitem(last=False)[1]) + _SEAL
+            elif op is Op.RETRYING:
+                old = live.get(job_id)
+                if old is not None:
+                    live[job_id] = (old[0], rest)
+                    grown += len(rest) + _SEAL - (_size(old) - len(old[0]) - _SEAL)
+        self.live_bytes += grown
+
+    def copy(self) -> Mirror:
+        """A snapshot for compaction: the values are bytes, so copying the dicts is enough."""
+        mirror = Mirror(self.history_limit)
+        mirror.live, mirror.history = dict(self.live), self.history.copy()
+        mirror.live_bytes = self.live_bytes
+        return mirror
+
+    def fields(self) -> list[bytes]:
+        """The records' fields that rebuild this state: history first, then live jobs.
+
+        History goes first: an id both finished and live again must end live.
+        """
+        rests = list(self.history.values())
+        for enqueued, retrying in self.live.values():
+            rests.append(enqueued)
+            if retrying is not None:
+                rests.append(retrying)
+        return rests
+
+
+def _size(entry: tuple[bytes, bytes | None]) -> int:
+    enqueued, retrying = entry
+    return len(enqueued) + _SEAL + (0 if retrying is None else len(retrying) + _SEAL)
+
+
+def _finished(done: Finished) -> bytes:
+    if done.status is Status.COMPLETED:
+        return completed_fields(done.id)
+    return failed_fields(done.id, done.attempts, done.error)
 
 
 # -- replay ---------------------------------------------------------------------------

@@ -1,11 +1,24 @@
-"""Group commit for the job log: many producers, one ``write`` (and ``fsync``) per batch.
+"""Appending to the job log: one writer at a time, and disk failures.
 
-Producers append records to ``pending`` under the mutex.  One of them, the
-*leader*, takes the *writer role* (``busy``), writes every pending line in one
-``write`` (and, under ``"always"``, one ``fsync``) with the mutex released,
-then wakes the others; one of those leads the next batch.  N concurrent
-enqueues cost about one fsync, not N.  Only the role holder touches the file,
-so lines land in the order they were numbered.
+Records wait in ``pending`` (as their fields, see ``log_format.py``) until a
+*write* numbers them, seals them and hands them to the OS in one ``write``.
+Only one thread writes at a time, so lines land in the order they were
+numbered.  How a write happens depends on the fsync policy:
+
+- ``"interval"`` and ``"never"`` owe no fsync to the acknowledgement, so
+  there is nothing for producers to share: the producer writes its own
+  ``enqueued`` line, with the buffered lines before it, *while holding the
+  mutex* (:meth:`Writer._write`).  One mutex round and one ``os.write`` per
+  enqueue; no waiting object, no leader, no Condition.
+- ``"always"`` keeps *group commit*: producers append to ``pending`` and
+  one of them, the *leader*, takes the *writer role* (``busy``), writes every
+  pending line in one ``write`` and one ``fsync`` with the mutex released,
+  then wakes the others (:meth:`Writer._lead`).  N concurrent enqueues cost
+  about one fsync, not N.
+
+Either way, whoever holds the writer role (a leader, or compaction while it
+swaps files) is the only one touching the file: a write under the mutex
+first waits until nobody holds it.
 
 Disk failures end here too.  A failed ``write`` truncates the file back to
 its last good record and fails the batch; the log goes on.  A failed
@@ -19,19 +32,23 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Callable, Iterator
+import zlib
+from collections.abc import Iterator
 
 from jobqueue.final.log_files import FileOps, write_all
-from jobqueue.final.log_format import Record, encode
+from jobqueue.final.log_format import Op
+from jobqueue.final.log_replay import Batch, Mirror
 from jobqueue.vocabulary import PersistenceError
 
 __all__ = ["Writer"]
 
 logger = logging.getLogger(__name__)
 
+_ENQUEUED = Op.ENQUEUED
+
 
 class _Ack:
-    """How a producer learns that the batch holding its ``enqueued`` line is done."""
+    """How an ``"always"`` producer learns that the batch holding its line is done."""
 
     __slots__ = ("done", "error")
 
@@ -43,29 +60,28 @@ class _Ack:
 class Writer:
     """Appends records to the log's file.  Every field is guarded by ``mutex``.
 
-    ``written(records, sizes)`` is called under the mutex with each batch
-    that reached the file, in order: the log keeps its state from it.
+    Each batch that reached the file is added to ``mirror`` (compaction's
+    copy of the state) and, while a compaction runs, to ``tail``.
     """
 
     def __init__(
-        self,
-        path: str,
-        policy: str,
-        ops: FileOps,
-        buffer_limit: int,
-        written: Callable[[list[Record], list[int]], None],
+        self, path: str, policy: str, ops: FileOps, buffer_limit: int, mirror: Mirror
     ) -> None:
         self.path, self.policy, self.ops = path, policy, ops
+        self.group_commit = policy == "always"
         self.buffer_limit = buffer_limit
-        self._written = written
+        self.mirror = mirror
+        self.tail: Batch | None = None  # while compacting: records written since its snapshot
         self.mutex = threading.Lock()
-        # Waiters: producers whose enqueued line is pending or being written,
-        # and whoever waits for the writer role (a leader, the flusher,
-        # compaction, close()).  Notified when a leader finishes a batch, when
-        # the role is handed back, when an fsync outside the role ends, and
-        # when a waiter for the role leaves (producers stood back for it).
+        # Waiters: "always" producers whose line is pending or being written;
+        # anyone waiting for the writer role (a leader, a producer writing
+        # under the mutex, the flusher, compaction, close()).  Notified when a
+        # leader finishes a batch, when the role is handed back, when an fsync
+        # outside the role ends, and when a waiter for the role leaves
+        # ("always" producers stood back for it).
         self.batch_done = threading.Condition(self.mutex)
-        self.pending: list[tuple[Record, _Ack | None]] = []
+        self.pending: Batch = []  # numbered and sealed only when written
+        self.acks: list[_Ack] = []  # "always": the producers whose lines are in pending
         self.busy = False  # someone holds the writer role: only they touch the file
         self.wanted = 0  # flusher, compaction or close() wait for the role: producers yield
         self.syncing = 0  # fsyncs running outside the role: the fd must stay open
@@ -76,33 +92,43 @@ class Writer:
         self.broken: PersistenceError | None = None  # set once: fail-stop
         self.closed = False
 
-    def append(self, record: Record, *, ack: bool) -> None:
-        """Add ``record``; with ``ack``, return only once it is written (and fsynced)."""
+    def ack(self, job_id: str, rest: bytes) -> None:
+        """Write an ``enqueued`` record and everything buffered before it; return once
+        it is written (and, under ``"always"``, fsynced)."""
+        if self.group_commit:
+            self._ack_together(job_id, rest)
+            return
         with self.mutex:
-            self.check_usable()
-            waiter = _Ack() if ack else None
-            self.pending.append((record, waiter))
-            if waiter is None:
-                # Buffered: written with the next batch, unless the buffer is full.
-                if len(self.pending) >= self.buffer_limit and not (self.busy or self.wanted):
-                    error = self._lead()
-                    if error is not None:
-                        raise error
+            # Only the role holder (compaction swapping files) touches the file.
+            while self.busy:
+                self.batch_done.wait()
+            if self.broken is not None or self.closed or self.fd < 0:
+                raise self.unusable()
+            self.pending.append((_ENQUEUED, job_id, rest))
+            error = self._write()
+        if error is not None:
+            raise error
+
+    def buffer(self, op: Op, job_id: str, rest: bytes) -> None:
+        """Add a record that may wait: written with the next batch, or now if the buffer is full."""
+        with self.mutex:
+            if self.broken is not None or self.closed or self.fd < 0:
+                raise self.unusable()
+            pending = self.pending
+            pending.append((op, job_id, rest))
+            if len(pending) < self.buffer_limit or self.busy or self.wanted:
                 return
-            while not waiter.done:
-                if self.busy or self.wanted:
-                    self.batch_done.wait()
-                else:
-                    self._lead()
-        if waiter.error is not None:
-            raise waiter.error
+            error = self._lead() if self.group_commit else self._write()
+        if error is not None:
+            raise error
 
     def flush(self, *, sync: bool) -> None:
         """Write the buffered records, then fsync if ``sync`` and anything is new."""
         with self.mutex:
-            self.check_usable()
+            if self.broken is not None or self.closed or self.fd < 0:
+                raise self.unusable()
             self.wait_for_role()
-            error = self._lead() if self.pending else None
+            error = self._write_now() if self.pending else None
             if error is not None:
                 raise error
             if not sync or self.synced >= self.size:
@@ -132,7 +158,8 @@ class Writer:
         """
         with self.mutex:
             self.wait_for_role(fd_idle=True)
-            self.check_usable()
+            if self.broken is not None or self.closed or self.fd < 0:
+                raise self.unusable()
             self.busy = True
         try:
             yield
@@ -146,17 +173,17 @@ class Writer:
         with self.mutex:
             self.closed = True
             self.wait_for_role(fd_idle=True)
-            error = self._lead() if self.pending else None
+            error = self._write_now() if self.pending else None
             fd, self.fd = self.fd, -1
             return fd, self.broken or error
 
     def wait_for_role(self, *, fd_idle: bool = False) -> None:
         """Wait until nobody holds the writer role (and, with ``fd_idle``, no fsync
-        runs outside it).  Caller holds the mutex, and takes the role before
-        releasing it, or needs only a moment with no batch in flight.
+        runs outside it).  Caller holds the mutex, and takes the role or writes
+        before releasing it, or needs only a moment with no batch in flight.
 
-        Producers stand back while someone waits here: a producer that
-        re-takes the mutex at once could otherwise starve the flusher and
+        ``"always"`` producers stand back while someone waits here: a producer
+        that re-takes the mutex at once could otherwise starve the flusher and
         compaction for ever.
         """
         self.wanted += 1
@@ -168,11 +195,11 @@ class Writer:
             if not self.wanted:  # producers that stood back may lead again
                 self.batch_done.notify_all()
 
-    def check_usable(self) -> None:
+    def unusable(self) -> PersistenceError:
+        """Why nothing can be appended: the fail-stop error, or a closed log."""
         if self.broken is not None:
-            raise self.broken
-        if self.closed or self.fd < 0:
-            raise PersistenceError(f"{self.path}: the log is closed")
+            return self.broken
+        return PersistenceError(f"{self.path}: the log is closed")
 
     def fail(self, reason: str) -> PersistenceError:
         """Fail stop: refuse every append until the log is reopened and replayed."""
@@ -184,28 +211,87 @@ class Writer:
             logger.error("%s", self.broken)
         return self.broken
 
-    def _lead(self) -> PersistenceError | None:
-        """Write every pending record as one batch.  Caller holds the mutex, not the role.
+    # -- writing ------------------------------------------------------------------------
 
-        Releases the mutex while it writes, so others can queue up behind it.
-        Returns the batch's error, which every waiting producer also gets.
+    def _write_now(self) -> PersistenceError | None:
+        """Write ``pending``.  Caller holds the mutex, and nobody holds the role."""
+        return self._lead() if self.group_commit else self._write()
+
+    def _write(self) -> PersistenceError | None:
+        """Write ``pending`` while holding the mutex (``"interval"``, ``"never"``).
+
+        Caller holds the mutex and nobody holds the writer role, so nothing
+        else can touch the file or number a line until this returns: the
+        lines are in seq order, and a failed write is truncated back before
+        anyone appends after it.
         """
         batch, self.pending = self.pending, []
+        seq = start = self.next_seq
+        lines = []
+        for _, _, rest in batch:
+            body = b'{"seq":%d%s' % (seq, rest)
+            lines.append(b'%s,"crc":"%08x"}\n' % (body, zlib.crc32(body)))
+            seq += 1
+        data = b"".join(lines)
+        fd = self.fd
+        try:
+            written = self.ops.write(fd, data)
+            if written != len(data):  # short: resume; if the rest fails, truncate back
+                write_all(self.ops, fd, data[max(written, 0) :])
+        except OSError as exc:
+            return self._write_failed(exc, "write", fd, self.size, len(batch))
+        self.size += len(data)
+        self.next_seq = start + len(batch)
+        self.mirror.add(batch)
+        if self.tail is not None:
+            self.tail.extend(batch)
+        return None
+
+    def _ack_together(self, job_id: str, rest: bytes) -> None:
+        """Group commit (``"always"``): lead a batch, or wait for the leader's."""
+        with self.mutex:
+            if self.broken is not None or self.closed or self.fd < 0:
+                raise self.unusable()
+            waiter = _Ack()
+            self.pending.append((_ENQUEUED, job_id, rest))
+            self.acks.append(waiter)
+            while not waiter.done:
+                if self.busy or self.wanted:
+                    self.batch_done.wait()
+                else:
+                    self._lead()
+        if waiter.error is not None:
+            raise waiter.error
+
+    def _lead(self) -> PersistenceError | None:
+        """Write every pending record as one batch (``"always"``).  Caller holds the
+        mutex, not the role.
+
+        Releases the mutex while it writes and fsyncs, so others can queue up
+        behind it.  Returns the batch's error, which every waiting producer
+        also gets.
+        """
+        batch, self.pending = self.pending, []
+        acks, self.acks = self.acks, []
         error = self.broken
         if error is None and self.fd < 0:
             error = PersistenceError(f"{self.path}: the log is closed")
         if error is not None:
-            return self._settle(batch, error)
+            return self._settle(acks, error)
         self.busy = True
         fd, start, seq = self.fd, self.size, self.next_seq
-        sync = self.policy == "always" and any(waiter for _, waiter in batch)
-        lines: list[bytes] = []
+        sync = bool(acks)
+        data = b""
         stage = "encode"
         self.mutex.release()
         try:
-            lines = [encode(record, seq + i) for i, (record, _) in enumerate(batch)]
+            lines = []
+            for i, (_, _, rest) in enumerate(batch):
+                body = b'{"seq":%d%s' % (seq + i, rest)
+                lines.append(b'%s,"crc":"%08x"}\n' % (body, zlib.crc32(body)))
+            data = b"".join(lines)
             stage = "write"
-            write_all(self.ops, fd, b"".join(lines))
+            write_all(self.ops, fd, data)
             stage = "fsync"
             if sync:
                 self.ops.fsync(fd)
@@ -217,27 +303,25 @@ class Writer:
             self.mutex.acquire()
             self.busy = False
         if error is None:
-            sizes = [len(line) for line in lines]
-            self.size += sum(sizes)
+            self.size += len(data)
             self.next_seq += len(batch)
             if sync:
                 self.synced = self.size
-            self._written([record for record, _ in batch], sizes)
-        return self._settle(batch, error)
+            self.mirror.add(batch)
+            if self.tail is not None:
+                self.tail.extend(batch)
+        return self._settle(acks, error)
 
-    def _settle(
-        self, batch: list[tuple[Record, _Ack | None]], error: PersistenceError | None
-    ) -> PersistenceError | None:
-        for _, waiter in batch:
-            if waiter is not None:
-                waiter.done, waiter.error = True, error
+    def _settle(self, acks: list[_Ack], error: PersistenceError | None) -> PersistenceError | None:
+        for waiter in acks:
+            waiter.done, waiter.error = True, error
         self.batch_done.notify_all()
         return error
 
     def _write_failed(
         self, exc: OSError, stage: str, fd: int, start: int, count: int
     ) -> PersistenceError:
-        """Turn a failed batch into the error its producers get.  Runs without the mutex."""
+        """Turn a failed batch into the error its producers get."""
         if stage == "fsync":
             return self.fail(f"fsync failed: {exc}")
         try:
