@@ -74,10 +74,12 @@ class Performance:
             "rows": [
                 {
                     "target": r.target,
+                    # Enough digits that a reader who formats them as the
+                    # panel does (2 decimals) gets the panel's figures.
                     "jobs_per_second": _round(r.jobs_per_second, 0),
-                    "vs_threadpool": _round(r.vs_threadpool, 3),
-                    "p50_ms": _round(r.p50_ms, 3),
-                    "p99_ms": _round(r.p99_ms, 3),
+                    "vs_threadpool": _round(r.vs_threadpool, 6),
+                    "p50_ms": _round(r.p50_ms, 6),
+                    "p99_ms": _round(r.p99_ms, 6),
                     "bytes_per_job": _round(r.bytes_per_job, 0),
                     "error": r.error,
                 }
