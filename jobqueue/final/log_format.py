@@ -128,12 +128,15 @@ def fields(record: Record) -> bytes:
 
 
 def enqueued_fields(job: Job) -> bytes:
-    return b'%s"payload":"%s"' % (
-        f',"op":"enqueued","id":{_str(job.id)},"priority":"{job.priority.name}",'
+    payload = base64.b64encode(job.payload).decode("ascii")
+    return (
+        f',"op":"enqueued","id":{_str(job.id)},"priority":"{_NAMES[job.priority]}",'
         f'"attempts":{job.attempts},"created":{_num(job.created)},'
-        f'"handler":{_opt(job.handler)},'.encode(),
-        base64.b64encode(job.payload),
-    )
+        f'"handler":{_opt(job.handler)},"payload":"{payload}"'
+    ).encode()
+
+
+_NAMES = {p: p.name for p in Priority}  # Priority.name is a descriptor call; this is a lookup
 
 
 def completed_fields(job_id: str) -> bytes:

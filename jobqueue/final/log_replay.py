@@ -121,6 +121,8 @@ class State:
 
 _SEAL = len('{"seq":1234567,"crc":"00000000"}\n')  # what seal() adds to a record's fields
 
+_ENQUEUED, _COMPLETED, _FAILED, _RETRYING = Op.ENQUEUED, Op.COMPLETED, Op.FAILED, Op.RETRYING
+
 #: A batch of records as the writer hands them over: (op, job id, fields).
 Batch = list[tuple[Op, str, bytes]]
 
@@ -166,21 +168,23 @@ class Mirror:
         """Apply records just written, in order.  Lenient like :meth:`State.apply`."""
         live, history, grown = self.live, self.history, 0
         for op, job_id, rest in batch:
-            if op is Op.ENQUEUED:
+            if op is _ENQUEUED:
                 old = live.get(job_id)
                 live[job_id] = (rest, None)
-                grown += len(rest) + _SEAL - (_size(old) if old is not None else 0)
-            elif op is Op.COMPLETED or op is Op.FAILED:
+                grown += len(rest) + _SEAL
+                if old is not None:  # a live id enqueued again: see State.apply
+                    grown -= _size(old)
+            elif op is _COMPLETED or op is _FAILED:
                 old = live.pop(job_id, None)
                 if old is not None:
-                    grown -= _size(old)
+                    grown -= len(old[0]) + _SEAL if old[1] is None else _size(old)
                 elif job_id in history:  # finished again without a new enqueue: move it
                     grown -= len(history.pop(job_id)) + _SEAL
                 history[job_id] = rest
                 grown += len(rest) + _SEAL
                 if len(history) > self.history_limit:
                     grown -= len(history.popitem(last=False)[1]) + _SEAL
-            elif op is Op.RETRYING:
+            elif op is _RETRYING:
                 old = live.get(job_id)
                 if old is not None:
                     live[job_id] = (old[0], rest)
