@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from jobqueue.final.log_files import FileOps
@@ -193,8 +193,16 @@ _STEPS = st.lists(
 )
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(steps=_STEPS, policy=st.sampled_from(["never", "always"]))
+@example(  # finished, enqueued again, finished again: it moves to the history's end
+    steps=[
+        *[("enqueue", 0), ("enqueue", 1), ("complete", 0), ("enqueue", 0)],
+        *[("complete", 1), ("complete", 0), ("enqueue", 2), ("enqueue", 3)],
+        *[("complete", 2), ("complete", 3)],
+    ],
+    policy="never",
+)
 def test_a_compacted_log_replays_to_the_state_of_the_log_it_replaced(
     steps: list[tuple[str, int]], policy: str
 ) -> None:

@@ -72,7 +72,12 @@ def write_all(ops: FileOps, fd: int, data: bytes) -> int:
     A short write is usually followed by an error (the disk just filled up);
     the caller then truncates back to where it began.
     """
-    view, done = memoryview(data), 0
+    done = ops.write(fd, data)
+    if done == len(data):  # the common case: no view, no loop
+        return done
+    if done <= 0:
+        raise OSError(errno.EIO, f"write returned {done}")
+    view = memoryview(data)
     while done < len(data):
         n = ops.write(fd, view[done:])
         if n <= 0:

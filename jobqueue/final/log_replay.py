@@ -178,7 +178,7 @@ class Mirror:
                 old = live.pop(job_id, None)
                 if old is not None:
                     grown -= len(old[0]) + _SEAL if old[1] is None else _size(old)
-                elif job_id in history:  # finished again without a new enqueue: move it
+                if job_id in history:  # finished before: it moves to the end, as in replay
                     grown -= len(history.pop(job_id)) + _SEAL
                 history[job_id] = rest
                 grown += len(rest) + _SEAL
