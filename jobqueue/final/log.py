@@ -211,6 +211,9 @@ class JobLog:
             records = [HEADER_FIELDS, *snapshot.fields()]
             size, seq = log_files.write_records(w.ops, fd, records, 0, self._stop)
             for _ in range(_CATCH_UP_ROUNDS):  # copy what was appended meanwhile, unpaused
+                # fsync first: the bulk's takes longest, and what is appended
+                # during it is copied next, not in the pause.
+                w.ops.fsync(fd)
                 with w.mutex:
                     if w.tail is None or len(w.tail) < _SMALL_TAIL:
                         break
@@ -219,7 +222,8 @@ class JobLog:
                     w.ops, fd, [rest for _, _, rest in tail], seq, self._stop
                 )
                 size += more
-            w.ops.fsync(fd)
+            else:
+                w.ops.fsync(fd)
             with w.exclusive():  # the pause: no batch is written until the swap is done
                 with w.mutex:
                     tail, w.tail = w.tail or [], None
