@@ -29,6 +29,13 @@ Contract for implementations:
 - ``started``, ``retrying``, ``completed`` and ``failed`` may be buffered.
   Losing one in a crash only means a job runs again, which at-least-once
   delivery allows.  They raise ``PersistenceError`` if the storage has failed.
+- ``started`` may record nothing at all, as ``JobLog``'s does:
+  ``recover()`` returns a job that was enqueued and never finished the same
+  way whether it had started or not (QUEUED; PROCESSING only from old logs),
+  and ``Job.attempts`` counts failed runs only.  The call stays in the seam
+  for storages that do need it: a store shared by several machines takes a
+  lease here (below), so that another machine re-runs the job if this one
+  dies mid-run.
 - Every method may be called from several threads at once; ``enqueued``
   from many producers at once (``JobLog`` shares one fsync among them).
 - Payloads are opaque bytes, stored as data (never pickled).  A job names its
@@ -75,7 +82,7 @@ class StoredJob:
     """
 
     job: Job  # ``job.attempts`` counts the runs that ended in failure
-    status: Status  # PROCESSING means it was in flight at the crash: run it again
+    status: Status  # PROCESSING: in flight at the crash (if the storage records starts)
     retry_at: float | None = None  # wall-clock time (``time.time()``) a RETRYING job is due
     error: str | None = None  # the last failure, if any
 
@@ -98,7 +105,8 @@ class Storage(Protocol):
         ...
 
     def started(self, job_id: str, attempt: int) -> None:
-        """Record that run number ``attempt`` (1-based) of a job has begun."""
+        """Run number ``attempt`` (1-based) of a job has begun.  May record nothing
+        (``JobLog``); a shared store takes the job's lease here."""
         ...
 
     def retrying(self, job_id: str, attempts: int, retry_at: float, error: str) -> None:
