@@ -2,9 +2,10 @@
 
 Every step of every job is appended to one JSON-lines file.  The modules,
 in reading order: ``log_format.py`` (one record, one checksummed line),
-``log_replay.py`` (lines added up into state), ``log_writer.py`` (group
-commit and disk failures), ``log_files.py`` (OS calls, lock, torn tails), and
-this one, which ties them together.  ``docs/durability.md`` has the why.
+``log_replay.py`` (lines added up into state, and the mirror compaction
+writes from), ``log_writer.py`` (one writer at a time, group commit under
+``"always"``, disk failures), ``log_files.py`` (OS calls, lock, torn tails),
+and this one, which ties them together.  ``docs/durability.md`` has the why.
 
 - ``enqueued`` is the acknowledgement.  Its line is handed to the OS
   (``os.write`` on an ``O_APPEND`` descriptor, no userspace buffer) before it
@@ -18,8 +19,9 @@ this one, which ties them together.  ``docs/durability.md`` has the why.
   replay re-runs a job that was enqueued and never finished whether or not
   it had started.
 - Compaction: once the file is large and mostly dead records, live jobs plus
-  the history are rewritten to ``PATH.compact``, fsynced, renamed over
-  ``PATH``, and the directory fsynced.
+  the history (the writer's byte :class:`~jobqueue.final.log_replay.Mirror`)
+  are rewritten to ``PATH.compact``, fsynced, renamed over ``PATH``, and the
+  directory fsynced.
 - One open log per file: ``flock`` on ``PATH.lock``.
 """
 
