@@ -187,8 +187,9 @@ class JobQueue:
                 raise DuplicateJobError(
                     f"cannot enqueue job {job.id!r}: it is still {self._live[job.id].value}"
                 )
-            # Reserve the slot and the id, then write outside the mutex, so that
-            # concurrent producers reach the log together (group commit).
+            # Reserve the slot and the id, then write outside the mutex: the
+            # write gives up the GIL, and workers must not block on this mutex
+            # meanwhile; with fsync="always", producers also share an fsync.
             self._reserved[priority] += 1
             self._live[job.id] = Status.QUEUED
             self._unfinished += 1
