@@ -203,6 +203,14 @@ _STEPS = st.lists(
     ],
     policy="never",
 )
+@example(  # finished, enqueued again while others finish: it leaves the history
+    steps=[
+        *[("enqueue", 0), ("enqueue", 1), ("enqueue", 2), ("enqueue", 3)],
+        *[("complete", 0), ("complete", 3), ("enqueue", 3), ("complete", 1)],
+        ("complete", 2),
+    ],
+    policy="never",
+)
 def test_a_compacted_log_replays_to_the_state_of_the_log_it_replaced(
     steps: list[tuple[str, int]], policy: str
 ) -> None:

@@ -174,6 +174,9 @@ class Mirror:
                 grown += len(rest) + _SEAL
                 if old is not None:  # a live id enqueued again: see State.apply
                     grown -= _size(old)
+                done = history.pop(job_id, None)
+                if done is not None:  # a finished id enqueued again leaves the history,
+                    grown -= len(done) + _SEAL  # as State.apply's _forget() does
             elif op is _COMPLETED or op is _FAILED:
                 old = live.pop(job_id, None)
                 if old is not None:
