@@ -5,57 +5,13 @@ Everything here synchronises with Events and Conditions; nothing sleeps to wait.
 
 from __future__ import annotations
 
-import threading
-import time
-from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
-#: The longest any test waits for something that should happen at once.
-WAIT = 10.0
+# One Gate and one Recorder serve the scenarios (the report) and the tests.
+from jobqueue.scenarios.base import WAIT, Gate, Recorder
 
-
-class Gate:
-    """A handler that blocks until the test opens it, and says when it is entered."""
-
-    def __init__(self) -> None:
-        self.entered = threading.Semaphore(0)
-        self._open = threading.Event()
-
-    def __call__(self, payload: bytes) -> None:
-        self.entered.release()
-        if not self._open.wait(WAIT * 3):
-            raise TimeoutError("gate never opened")
-
-    def wait_entered(self, count: int = 1) -> None:
-        for _ in range(count):
-            assert self.entered.acquire(timeout=WAIT), "the gated job never started"
-
-    def open(self) -> None:
-        self._open.set()
-
-
-class Recorder:
-    """A handler that records each payload it runs, in order."""
-
-    def __init__(self, fail: Callable[[bytes], bool] = lambda payload: False) -> None:
-        self.runs: list[bytes] = []
-        self.times: list[float] = []
-        self._fail = fail
-        self._changed = threading.Condition()
-
-    def __call__(self, payload: bytes) -> None:
-        with self._changed:
-            self.runs.append(payload)
-            self.times.append(time.monotonic())
-            self._changed.notify_all()
-        if self._fail(payload):
-            raise RuntimeError(f"failing on purpose: {payload!r}")
-
-    def wait_for(self, count: int, timeout: float = WAIT) -> bool:
-        """Wait until ``count`` runs have been recorded."""
-        with self._changed:
-            return self._changed.wait_for(lambda: len(self.runs) >= count, timeout)
+__all__ = ["WAIT", "Gate", "Harness", "Recorder"]
 
 
 class Harness:
