@@ -25,7 +25,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from jobqueue import bench_plan
+from jobqueue import bench_plan, measure
 from jobqueue.bench_plan import FULL, QUICK, SECTIONS, Step
 from jobqueue.bench_summary import goals, summarize
 
@@ -105,18 +105,9 @@ def run(args: argparse.Namespace) -> int:
 
 def machine_info() -> dict[str, Any]:
     """What the figures were measured on."""
-    model = "unknown"
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
     return {
         "cpus": os.cpu_count(),
-        "cpu_model": model,
+        "cpu_model": measure.cpu_model(),
         "python": platform.python_version(),
         "implementation": platform.python_implementation(),
         "platform": platform.platform(),

@@ -70,6 +70,18 @@ PACINGS = ("sleep", "spin")
 # -- handlers ---------------------------------------------------------------------
 
 
+def cpu_model() -> str:
+    """The processor's name from /proc/cpuinfo, for recording beside a figure."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown"
+
+
 def no_op(payload: bytes) -> None:
     """The handler of throughput runs: all the time measured is the queue's."""
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from types import ModuleType
 
 from jobqueue import gaps
+from jobqueue.measure import cpu_model
 
 __all__ = [
     "QUICK",
@@ -139,17 +140,9 @@ def load_average() -> str:
 
 def machine_info() -> dict[str, object]:
     """What a figure was measured on: recorded beside every committed result."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as info:
-            for line in info:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
+    cpu = cpu_model()
     return {
-        "cpu": cpu,
+        "cpu": cpu if cpu != "unknown" else platform.processor() or platform.machine(),
         "cpus": os.cpu_count(),
         "platform": platform.platform(),
         "python": platform.python_version(),
