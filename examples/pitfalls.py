@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 
 from jobqueue import final
 from jobqueue.final import Config, Job, JobQueue, Metrics, Priority, QueueFull
-from jobqueue.scenarios import run
+from jobqueue.lab.scenarios import run
 
 # -- 1. too many workers for CPU-bound work -------------------------------------------
 

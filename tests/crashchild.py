@@ -26,7 +26,7 @@ from collections.abc import Callable
 
 from jobqueue.final import Config, Job, JobQueue, Priority
 from jobqueue.final.log import JobLog
-from jobqueue.final.log_files import FileOps
+from jobqueue.final.log.files import FileOps
 
 _say_lock = threading.Lock()
 _LIFETIME = 60.0  # a child the parent forgot to kill still ends

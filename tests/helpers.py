@@ -9,7 +9,7 @@ from types import ModuleType
 from typing import Any
 
 # One Gate and one Recorder serve the scenarios (the report) and the tests.
-from jobqueue.scenarios.base import WAIT, Gate, Recorder
+from jobqueue.lab.scenarios.base import WAIT, Gate, Recorder
 
 __all__ = ["WAIT", "Gate", "Harness", "Recorder"]
 

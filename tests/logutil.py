@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from jobqueue.final.log import JobLog
-from jobqueue.final.log_format import Op, Record, encode
+from jobqueue.final.log.format import Op, Record, encode
 from jobqueue.final.storage import StoredJob
 from jobqueue.vocabulary import Job, PersistenceError, Priority, Status
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from jobqueue import measure
-from jobqueue.bench_plan import SECTIONS
-from jobqueue.cli import main
+from jobqueue.lab import measure
+from jobqueue.lab.bench_plan import SECTIONS
+from jobqueue.lab.cli import main
 
 
 def test_quick_bench_writes_every_section(tmp_path: Path) -> None:

@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from jobqueue.final.config import FSYNC_POLICIES
-from jobqueue.final.log_format import Op, Record, encode
-from jobqueue.final.log_replay import read_log, replay
+from jobqueue.final.log.format import Op, Record, encode
+from jobqueue.final.log.replay import read_log, replay
 from jobqueue.vocabulary import Job, PersistenceError, Priority, Status
 from tests.logutil import lines, mode, open_error, opened, recovered, summary, write_sample
 

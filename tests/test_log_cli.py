@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from jobqueue.cli import main
+from jobqueue.lab.cli import main
 from jobqueue.vocabulary import Job
 from tests.logutil import lines, opened, write_sample
 

@@ -15,8 +15,8 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from jobqueue.final.log_files import FileOps
-from jobqueue.final.log_replay import read_log
+from jobqueue.final.log.files import FileOps
+from jobqueue.final.log.replay import read_log
 from jobqueue.vocabulary import Job, PersistenceError, Status
 from tests.helpers import WAIT
 from tests.logutil import mode, opened, recovered, summary, write_sample

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from jobqueue.final import Config, JobQueue
-from jobqueue.final.log_replay import read_log
+from jobqueue.final.log.replay import read_log
 from jobqueue.vocabulary import PersistenceError
 from tests.helpers import WAIT
 from tests.logutil import open_error, recovered

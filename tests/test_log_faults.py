@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from jobqueue.final import Config, Job, JobQueue, PersistenceError, Status, log_files
-from jobqueue.final.log_files import FileOps
-from jobqueue.final.log_replay import read_log
+from jobqueue.final import Config, Job, JobQueue, PersistenceError, Status
+from jobqueue.final.log import files as log_files
+from jobqueue.final.log.files import FileOps
+from jobqueue.final.log.replay import read_log
 from tests.helpers import WAIT, Recorder
 from tests.logutil import opened, recovered
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from jobqueue.final import Config, Job, JobQueue, PersistenceError, Status
-from jobqueue.final.log_format import Op, Record
+from jobqueue.final.log.format import Op, Record
 from tests.helpers import WAIT, Recorder
 from tests.logutil import append_record, opened
 

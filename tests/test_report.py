@@ -9,9 +9,9 @@ from xml.etree import ElementTree
 import pytest
 from rich.console import Console
 
-from jobqueue.cli import main
-from jobqueue.gaps_table import render_observed
-from jobqueue.scenarios import Outcome
+from jobqueue.lab.cli import main
+from jobqueue.lab.gaps_table import render_observed
+from jobqueue.lab.scenarios import Outcome
 
 
 def test_a_narrowed_run_writes_json_and_svg(

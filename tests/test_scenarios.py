@@ -14,8 +14,8 @@ from types import ModuleType
 import pytest
 
 from jobqueue import gaps
-from jobqueue.scenarios import QUICK, SCENARIOS, Scenario, run, scenario
-from jobqueue.scenarios.base import Observed, Sizes, ordinal
+from jobqueue.lab.scenarios import QUICK, SCENARIOS, Scenario, run, scenario
+from jobqueue.lab.scenarios.base import Observed, Sizes, ordinal
 
 
 def stage_name(stage: ModuleType) -> str:

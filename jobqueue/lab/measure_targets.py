@@ -1,4 +1,4 @@
-"""What ``jobqueue.measure`` measures: every stage, and ThreadPoolExecutor, behind one interface.
+"""What ``jobqueue.lab.measure`` measures: every stage, and ThreadPoolExecutor, as one API.
 
 A :class:`Target` is an open queue (or pool) seen through four calls:
 ``item(i, payload)`` builds what job ``i`` is (a ``Job`` for the queues, the

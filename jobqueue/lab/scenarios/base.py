@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from types import ModuleType
 
 from jobqueue import gaps
-from jobqueue.measure import cpu_model
+from jobqueue.lab.measure import cpu_model
 
 __all__ = [
     "QUICK",

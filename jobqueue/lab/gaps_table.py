@@ -16,7 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from jobqueue.gaps import GAPS, STAGES
-from jobqueue.scenarios import SCENARIOS, Outcome
+from jobqueue.lab.scenarios import SCENARIOS, Outcome
 
 __all__ = ["render", "render_observed"]
 

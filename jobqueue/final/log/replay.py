@@ -14,7 +14,7 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 
-from jobqueue.final.log_format import (
+from jobqueue.final.log.format import (
     HEADER_START,
     VERSION,
     Damage,

@@ -4,7 +4,7 @@ Three experiments, each returning frozen rows ready for JSON:
 
 - :func:`worker_scaling`: jobs/s across worker counts for a pure-Python
   CPU-bound handler, a CPU-bound handler in C that releases the GIL, and an
-  I/O-bound one; timed with ``jobqueue.measure.throughput``.
+  I/O-bound one; timed with ``jobqueue.lab.measure.throughput``.
 - :func:`fairness_vs_throughput`: what ``fairness_tokens`` costs and buys:
   dispatch rate, and where HIGH and LOW jobs land in the run order.
 - :func:`thundering_herd`: many jobs failing together against a service that
@@ -24,8 +24,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
 
-from jobqueue import final, improved, measure
-from jobqueue.scenarios.base import WAIT, Gate
+from jobqueue import final, improved
+from jobqueue.lab import measure
+from jobqueue.lab.scenarios.base import WAIT, Gate
 
 __all__ = [
     "FairnessRow",

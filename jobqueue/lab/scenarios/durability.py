@@ -16,7 +16,7 @@ import threading
 from pathlib import Path
 from types import ModuleType
 
-from jobqueue.scenarios.base import WAIT, Gate, Observed, Recorder, Sizes
+from jobqueue.lab.scenarios.base import WAIT, Gate, Observed, Recorder, Sizes
 
 __all__ = ["crash", "restart", "retry_state"]
 
@@ -171,7 +171,7 @@ def _run_child_until_acked(
     command = [
         sys.executable,
         "-m",
-        "jobqueue.scenarios.crash_child",
+        "jobqueue.lab.scenarios.crash_child",
         stage_name,
         str(path),
         str(n),

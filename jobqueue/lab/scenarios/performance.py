@@ -1,6 +1,6 @@
 """The report's performance panel: every stage and ThreadPoolExecutor, side by side.
 
-The timing is ``jobqueue.measure``'s (the same code as ``jobqueue bench``),
+The timing is ``jobqueue.lab.measure``'s (the same code as ``jobqueue bench``),
 at sizes small enough for the whole report to stay under a minute.  A
 figure from one run on a shared machine is noisy: throughput is the median
 of a few repetitions, taken in an order that rotates so that no target is
@@ -14,7 +14,7 @@ import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from jobqueue import measure
+from jobqueue.lab import measure
 
 __all__ = ["QUICK", "STANDARD", "PerfSizes", "Performance", "TargetFigures", "measure_all"]
 

@@ -24,8 +24,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from jobqueue.final.log_files import is_locked
-from jobqueue.final.log_replay import Replay, read_log, scan
+from jobqueue.final.log.files import is_locked
+from jobqueue.final.log.replay import Replay, read_log, scan
 from jobqueue.vocabulary import PersistenceError, Priority, Status
 
 __all__ = ["add_check_arguments", "add_inspect_arguments", "run_check", "run_inspect"]

@@ -25,9 +25,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from jobqueue import bench_plan, measure
-from jobqueue.bench_plan import FULL, QUICK, SECTIONS, Step
-from jobqueue.bench_summary import goals, summarize
+from jobqueue.lab import bench_plan, measure
+from jobqueue.lab.bench_plan import FULL, QUICK, SECTIONS, Step
+from jobqueue.lab.bench_summary import goals, summarize
 
 __all__ = ["add_arguments", "run"]
 

@@ -15,8 +15,8 @@ import os
 import threading
 import time
 
-from jobqueue.final.log_format import seal
-from jobqueue.final.log_replay import Replay
+from jobqueue.final.log.format import seal
+from jobqueue.final.log.replay import Replay
 from jobqueue.vocabulary import PersistenceError
 
 __all__ = [
@@ -89,7 +89,7 @@ def write_all(ops: FileOps, fd: int, data: bytes) -> int:
 def write_records(
     ops: FileOps, fd: int, records: list[bytes], seq: int, stop: threading.Event
 ) -> tuple[int, int]:
-    """Write records (their fields: see ``log_format.fields``) numbered from ``seq``,
+    """Write records (their fields: see ``format.fields``) numbered from ``seq``,
     in chunks; return (bytes, next seq).
 
     Gives up with ``PersistenceError`` between chunks once ``stop`` is set.

@@ -1,10 +1,10 @@
 """The durable job log: a :class:`~jobqueue.final.storage.Storage` on local disk.
 
 Every step of every job is appended to one JSON-lines file.  The modules,
-in reading order: ``log_format.py`` (one record, one checksummed line),
-``log_replay.py`` (lines added up into state, and the mirror compaction
-writes from), ``log_writer.py`` (one writer at a time, group commit under
-``"always"``, disk failures), ``log_files.py`` (OS calls, lock, torn tails),
+in reading order: ``format.py`` (one record, one checksummed line),
+``replay.py`` (lines added up into state, and the mirror compaction
+writes from), ``writer.py`` (one writer at a time, group commit under
+``"always"``, disk failures), ``files.py`` (OS calls, lock, torn tails),
 and this one, which ties them together.  ``docs/durability.md`` has the why.
 
 - ``enqueued`` is the acknowledgement.  Its line is handed to the OS
@@ -19,7 +19,7 @@ and this one, which ties them together.  ``docs/durability.md`` has the why.
   replay re-runs a job that was enqueued and never finished whether or not
   it had started.
 - Compaction: once the file is large and mostly dead records, live jobs plus
-  the history (the writer's byte :class:`~jobqueue.final.log_replay.Mirror`)
+  the history (the writer's byte :class:`~jobqueue.final.log.replay.Mirror`)
   are rewritten to ``PATH.compact``, fsynced, renamed over ``PATH``, and the
   directory fsynced.
 - One open log per file: ``flock`` on ``PATH.lock``.
@@ -31,10 +31,10 @@ import logging
 import os
 import threading
 
-from jobqueue.final import log_files
 from jobqueue.final.config import FSYNC_POLICIES
-from jobqueue.final.log_files import FileOps, remove, set_aside, take_lock, write_all
-from jobqueue.final.log_format import (
+from jobqueue.final.log import files as log_files
+from jobqueue.final.log.files import FileOps, remove, set_aside, take_lock, write_all
+from jobqueue.final.log.format import (
     HEADER_FIELDS,
     Op,
     completed_fields,
@@ -43,8 +43,8 @@ from jobqueue.final.log_format import (
     retrying_fields,
     seal,
 )
-from jobqueue.final.log_replay import Mirror, read_log
-from jobqueue.final.log_writer import Writer
+from jobqueue.final.log.replay import Mirror, read_log
+from jobqueue.final.log.writer import Writer
 from jobqueue.final.storage import StoredJob
 from jobqueue.vocabulary import Job, PersistenceError
 

@@ -4,14 +4,14 @@ One library serves both ``jobqueue report`` (which renders the outcomes) and
 ``tests/test_scenarios.py`` (which checks them against ``jobqueue/gaps.py``).
 A scenario returns data; it never prints.
 
-    >>> from jobqueue.scenarios import run
+    >>> from jobqueue.lab.scenarios import run
     >>> run("improved", "no_starvation").figure
     'LOW job ran 301st of 301: after every HIGH job'
 
 Modules, by concern: ``ordering`` (backpressure, priorities, starvation),
 ``lifecycle`` (retry, shutdown, metrics, status), ``durability`` (restart,
 retry state, kill -9), ``performance`` (the side-by-side figures, taken with
-``jobqueue.measure``).
+``jobqueue.lab.measure``).
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from types import MappingProxyType, ModuleType
 
 from jobqueue import gaps
-from jobqueue.scenarios import durability, lifecycle, ordering
-from jobqueue.scenarios.base import QUICK, STANDARD, Observed, Outcome, Sizes, load_stage
+from jobqueue.lab.scenarios import durability, lifecycle, ordering
+from jobqueue.lab.scenarios.base import QUICK, STANDARD, Observed, Outcome, Sizes, load_stage
 
 __all__ = ["QUICK", "SCENARIOS", "STANDARD", "Outcome", "Scenario", "Sizes", "run"]
 

@@ -7,7 +7,7 @@ import threading
 import time
 from types import ModuleType
 
-from jobqueue.scenarios.base import WAIT, Gate, Observed, Recorder, Sizes
+from jobqueue.lab.scenarios.base import WAIT, Gate, Observed, Recorder, Sizes
 
 __all__ = ["graceful_shutdown", "metrics", "metrics_per_priority", "retry", "status"]
 

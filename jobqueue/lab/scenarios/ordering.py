@@ -11,7 +11,7 @@ import tracemalloc
 from types import ModuleType
 from typing import Any
 
-from jobqueue.scenarios.base import WAIT, Gate, Observed, Recorder, Sizes, ordinal
+from jobqueue.lab.scenarios.base import WAIT, Gate, Observed, Recorder, Sizes, ordinal
 
 __all__ = ["backpressure", "no_starvation", "priorities"]
 

@@ -17,8 +17,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from jobqueue import measure
-from jobqueue.measure import TARGETS
+from jobqueue.lab import measure
+from jobqueue.lab.measure import TARGETS
 
 __all__ = [
     "FULL",

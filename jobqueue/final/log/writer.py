@@ -1,6 +1,6 @@
 """Appending to the job log: one writer at a time, and disk failures.
 
-Records wait in ``pending`` (as their fields, see ``log_format.py``) until a
+Records wait in ``pending`` (as their fields, see ``format.py``) until a
 *write* numbers them, seals them and hands them to the OS in one ``write``.
 Whoever writes first takes the *writer role* (``busy``) under the mutex, then
 releases the mutex for the system call and takes it back to account for the
@@ -37,9 +37,9 @@ import logging
 import threading
 from collections.abc import Iterator
 
-from jobqueue.final.log_files import FileOps, write_all
-from jobqueue.final.log_format import Op, seal
-from jobqueue.final.log_replay import Batch, Mirror
+from jobqueue.final.log.files import FileOps, write_all
+from jobqueue.final.log.format import Op, seal
+from jobqueue.final.log.replay import Batch, Mirror
 from jobqueue.vocabulary import PersistenceError
 
 __all__ = ["Writer"]

@@ -15,11 +15,11 @@ from collections.abc import Sequence
 
 #: subcommand -> (module, one-line help)
 COMMANDS = {
-    "report": ("jobqueue.report", "run the scenarios on every stage and compare them"),
-    "bench": ("jobqueue.bench", "measure throughput, latency and memory side by side"),
-    "inspect": ("jobqueue.inspect_log", "show the live jobs of a log, by status and priority"),
-    "check": ("jobqueue.inspect_log", "validate a log and point at any damage"),
-    "gaps": ("jobqueue.gaps_table", "print which stage fixes which problem"),
+    "report": ("jobqueue.lab.report", "run the scenarios on every stage and compare them"),
+    "bench": ("jobqueue.lab.bench", "measure throughput, latency and memory side by side"),
+    "inspect": ("jobqueue.lab.inspect_log", "show the live jobs of a log, by status and priority"),
+    "check": ("jobqueue.lab.inspect_log", "validate a log and point at any damage"),
+    "gaps": ("jobqueue.lab.gaps_table", "print which stage fixes which problem"),
 }
 
 

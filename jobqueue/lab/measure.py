@@ -34,7 +34,7 @@ import tracemalloc
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from jobqueue.measure_targets import (
+from jobqueue.lab.measure_targets import (
     DURABLE_TARGETS,
     MEMORY_TARGETS,
     TARGETS,
@@ -342,7 +342,7 @@ def flood_rss(
     """
     _check_count("jobs", jobs)
     # A new interpreter, not multiprocessing: that would re-run the caller's __main__.
-    code = "import sys, jobqueue.measure as m; m._flood_child(*sys.argv[1:])"
+    code = "import sys, jobqueue.lab.measure as m; m._flood_child(*sys.argv[1:])"
     args = [target, str(jobs), str(workers), repr(handler_seconds)]
     done = subprocess.run(
         [sys.executable, "-c", code, *args], capture_output=True, text=True, check=False

@@ -1,10 +1,10 @@
 """``jobqueue report``: run the scenarios on every stage and show them side by side.
 
 What ``make report`` runs.  It measures, it does not assert: each scenario of
-``jobqueue.scenarios`` runs against naive, improved and final, and the table
+``jobqueue.lab.scenarios`` runs against naive, improved and final, and the table
 shows what happened next to what ``jobqueue/gaps.py`` expects.  The
 performance panel times every stage and ``ThreadPoolExecutor`` in the same
-run, with ``jobqueue.measure``.  The exit status is 1 if any cell disagrees
+run, with ``jobqueue.lab.measure``.  The exit status is 1 if any cell disagrees
 with the gap table.
 """
 
@@ -26,10 +26,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from jobqueue import gaps, scenarios
-from jobqueue.gaps_table import render_observed
-from jobqueue.scenarios import performance
-from jobqueue.scenarios.base import load_average, machine_info
+from jobqueue import gaps
+from jobqueue.lab import scenarios
+from jobqueue.lab.gaps_table import render_observed
+from jobqueue.lab.scenarios import performance
+from jobqueue.lab.scenarios.base import load_average, machine_info
 
 __all__ = ["add_arguments", "run"]
 

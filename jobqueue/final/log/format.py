@@ -1,6 +1,6 @@
 """The job log's format: one JSON record per line, checksummed.
 
-This module only turns records into bytes and back; ``log_replay.py`` adds
+This module only turns records into bytes and back; ``replay.py`` adds
 records up into state, ``log.py`` appends them to a file.
 
 A log is a header line, then one line per record, in the order they happened::

@@ -1,6 +1,6 @@
 """The child process of the ``crash`` scenario: a program, not a library module.
 
-``python -m jobqueue.scenarios.crash_child STAGE PATH JOBS`` opens a queue of
+``python -m jobqueue.lab.scenarios.crash_child STAGE PATH JOBS`` opens a queue of
 ``jobqueue.STAGE`` on the log ``PATH`` and enqueues ``JOBS`` jobs.  It prints
 ``acked ID`` after each ``enqueue`` returns, ``done ID`` when a handler has
 finished, then ``all-acked``, and waits to be killed.  Those lines are the
@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Sequence
 
-from jobqueue.scenarios.base import WAIT, load_stage
+from jobqueue.lab.scenarios.base import WAIT, load_stage
 
 #: A little work per job, so that jobs are running (and queued) when the kill comes.
 WORK_SECONDS = 0.002

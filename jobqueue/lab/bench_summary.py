@@ -15,8 +15,8 @@ import statistics
 from collections.abc import Iterable
 from typing import Any
 
-from jobqueue.bench_plan import Outcome, default_fsync
-from jobqueue.measure import DURABLE_TARGETS, TARGETS
+from jobqueue.lab.bench_plan import Outcome, default_fsync
+from jobqueue.lab.measure import DURABLE_TARGETS, TARGETS
 
 __all__ = ["goals", "summarize"]
 
