@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: report test lint bench clean
+.PHONY: report test lint bench docs clean
 
 report: $(STAMP)
 	$(BIN)/jobqueue report $(ARGS)
@@ -20,6 +20,14 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/jobqueue bench $(ARGS)
+
+# The figures of docs/, redrawn from the committed JSON; matplotlib is the `docs` extra.
+docs: $(VENV)/.installed-docs
+	$(BIN)/python -m jobqueue.lab.docs.plots --docs docs
+
+$(VENV)/.installed-docs: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[docs]'
+	touch $@
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)

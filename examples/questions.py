@@ -3,7 +3,7 @@
     python -m examples.questions --json docs/questions.json   # what the docs quote
     python -m examples.questions --only herd                  # one study: scaling, fairness, herd
 
-The experiments live in ``jobqueue/lab/scenarios/studies.py``; this only runs
+The experiments live in ``jobqueue/lab/docs/studies.py``; this only runs
 them, prints tables, and records the command and the machine beside the
 figures.  Timings on a loaded machine are noisy: the JSON records the load
 average before and after.
@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from jobqueue.lab.scenarios import studies
+from jobqueue.lab.docs import studies
 from jobqueue.lab.scenarios.base import load_average, machine_info
 
 STUDIES = ("scaling", "fairness", "herd")
