@@ -13,32 +13,36 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
-import platform
 import shlex
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from jobqueue.lab import bench_plan, measure
+from jobqueue.lab import bench_plan
 from jobqueue.lab.bench_plan import FULL, QUICK, SECTIONS, Step
 from jobqueue.lab.bench_summary import goals, summarize
+from jobqueue.lab.machine import describe, finished, machine_info
+from jobqueue.lab.terminal import output_file, positive_int, progress_bar
 
 __all__ = ["add_arguments", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--json", metavar="FILE", type=Path, help="also write the figures here")
+    parser.add_argument(
+        "--json", metavar="FILE", type=output_file, help="also write the figures here"
+    )
     parser.add_argument(
         "--quick", action="store_true", help="tiny sizes: checks that it runs, measures nothing"
     )
     parser.add_argument(
-        "--repeat", type=int, default=3, metavar="N", help="repetitions per figure (default 3)"
+        "--repeat",
+        type=positive_int,
+        default=3,
+        metavar="N",
+        help="repetitions per figure (default 3)",
     )
     parser.add_argument(
         "--only",
@@ -50,23 +54,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.repeat < 1:
-        raise SystemExit(f"jobqueue bench: --repeat must be >= 1, got {args.repeat}")
     sizes = QUICK if args.quick else FULL
     sections = args.only or SECTIONS
     console = Console()
     machine = machine_info()
-    console.print(_machine_line(machine))
+    console.print(f"[bold]jobqueue bench[/] on {describe(machine)}")
     steps = bench_plan.plan(sizes, args.repeat, sections)
     began = time.perf_counter()
-    with Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=Console(stderr=True),
-        transient=True,
-    ) as progress:
+    with progress_bar() as progress:
         task = progress.add_task("starting", total=len(steps))
 
         def before(done: int, step: Step) -> None:
@@ -77,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - began
     summary = summarize(outcomes)
     checked = goals(summary)
-    machine["loadavg_end"] = _loadavg()
+    machine = finished(machine)
     for table in render(summary, checked):
         console.print(table)
     for reason in _reasons(summary):
@@ -98,38 +93,6 @@ def run(args: argparse.Namespace) -> int:
         console.print(f"figures written to {args.json}")
     failed = any(o.error is not None for o in outcomes.values())
     return 1 if failed else 0
-
-
-# -- the machine ---------------------------------------------------------------------------
-
-
-def machine_info() -> dict[str, Any]:
-    """What the figures were measured on."""
-    return {
-        "cpus": os.cpu_count(),
-        "cpu_model": measure.cpu_model(),
-        "python": platform.python_version(),
-        "implementation": platform.python_implementation(),
-        "platform": platform.platform(),
-        "switch_interval": sys.getswitchinterval(),
-        "loadavg_start": _loadavg(),
-    }
-
-
-def _loadavg() -> list[float]:
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        return []
-
-
-def _machine_line(machine: dict[str, Any]) -> str:
-    load = ", ".join(f"{x:.2f}" for x in machine["loadavg_start"])
-    return (
-        f"[bold]jobqueue bench[/] on {machine['cpus']} CPUs ({machine['cpu_model']}), "
-        f"{machine['implementation']} {machine['python']}, "
-        f"switch interval {machine['switch_interval'] * 1e3:g} ms, load average {load}"
-    )
 
 
 def _reasons(summary: dict[str, Any]) -> list[str]:
