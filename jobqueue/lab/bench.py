@@ -18,6 +18,7 @@ import sys
 import time
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -122,6 +123,20 @@ def _times(value: float | None) -> str:
     return "" if value is None else f"{value:.2f}x"
 
 
+def _table(title: str, *columns: str, left: int = 1) -> Table:
+    """A table that fits 80 columns: no vertical rules, and long cells fold, never cut.
+
+    The first ``left`` columns are text, the rest figures (right-aligned).  The
+    first, the target's name, is never broken: the others give way to it.
+    """
+    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    for i, column in enumerate(columns):
+        table.add_column(
+            column, justify="left" if i < left else "right", overflow="fold", no_wrap=i == 0
+        )
+    return table
+
+
 def render(summary: dict[str, Any], checked: list[dict[str, Any]]) -> list[Table]:
     """One rich table per section that ran, then the goals."""
     tables = []
@@ -141,9 +156,10 @@ def render(summary: dict[str, Any], checked: list[dict[str, Any]]) -> list[Table
 
 
 def _throughput_table(rows: list[dict[str, Any]]) -> Table:
-    table = Table(title="Throughput: no-op jobs, 4 workers, first enqueue to last completion")
-    for column in ("target", "jobs", "jobs/s", "min-max", "x pool", "x in memory"):
-        table.add_column(column, justify="left" if column == "target" else "right")
+    table = _table(
+        "Throughput: no-op jobs, 4 workers, first enqueue to last completion",
+        *("target", "jobs", "jobs/s", "min-max", "x pool", "x in\nmemory"),
+    )
     for row in rows:
         if row["status"] != "ok":
             table.add_row(row["target"], "", f"[yellow]{row['status']}[/]")
@@ -157,14 +173,18 @@ def _throughput_table(rows: list[dict[str, Any]]) -> Table:
             _times(row.get("vs_threadpool")),
             _times(row.get("vs_final_in_memory")),
         )
-    table.caption = "x pool: / ThreadPoolExecutor; x in memory: / final without a log (same rep)"
+    table.caption = (
+        "x pool: jobs/s over ThreadPoolExecutor's; x in memory: over final without a log; "
+        "each the median of the ratios within one repetition"
+    )
     return table
 
 
 def _latency_table(rows: list[dict[str, Any]]) -> Table:
-    table = Table(title="Latency: enqueue to handler start, 4 workers (ms)")
-    for column in ("target", "rate", "achieved", "producer", "switch", "p50", "p99", "max"):
-        table.add_column(column, justify="left" if column == "target" else "right")
+    table = _table(
+        "Latency: enqueue to handler start, 4 workers (ms)",
+        *("target", "rate", "reached", "pacing", "switch", "p50", "p99", "max"),
+    )
     for row in rows:
         switch = row.get("switch_interval")
         head = [
@@ -178,13 +198,18 @@ def _latency_table(rows: list[dict[str, Any]]) -> Table:
             table.add_row(*head, f"[yellow]{row['status']}[/]")
             continue
         table.add_row(*head, _ms(row["p50"]), _ms(row["p99"]), _ms(row["max"]))
+    table.caption = (
+        "reached: the rate the producer managed; pacing: it sleeps between jobs, or spins "
+        "(holding the GIL); switch: sys.getswitchinterval() during the run"
+    )
     return table
 
 
 def _memory_table(rows: list[dict[str, Any]]) -> Table:
-    table = Table(title="Memory: per waiting job (tracemalloc), and RSS under a flood")
-    for column in ("target", "bytes/job", "flood accepted", "RSS before", "RSS growth"):
-        table.add_column(column, justify="left" if column == "target" else "right")
+    table = _table(
+        "Memory: per waiting job (tracemalloc), and RSS under a flood",
+        *("target", "bytes/job", "flood accepted", "RSS before", "RSS growth"),
+    )
     for row in rows:
         per_job = (
             f"{row['bytes_per_job']:,.0f}"
@@ -205,13 +230,11 @@ def _memory_table(rows: list[dict[str, Any]]) -> Table:
 
 def _scaling_table(rows: list[dict[str, Any]]) -> Table:
     workers = sorted({r["workers"] for r in rows})
-    table = Table(
-        title="Scaling: jobs/s by number of workers (cpu: 0.1 ms of Python; io: 1 ms sleep)"
+    table = _table(
+        "Scaling: jobs/s by number of workers (cpu: 0.1 ms of Python; io: 1 ms sleep)",
+        *("target", "handler", *map(str, workers)),
+        left=2,
     )
-    table.add_column("target")
-    table.add_column("handler")
-    for count in workers:
-        table.add_column(str(count), justify="right")
     grid: dict[tuple[str, str], dict[int, str]] = {}
     for row in rows:
         cell = _rate(row["jobs_per_second"]) if row["status"] == "ok" else "n/a"
@@ -222,9 +245,10 @@ def _scaling_table(rows: list[dict[str, Any]]) -> Table:
 
 
 def _group_table(rows: list[dict[str, Any]]) -> Table:
-    table = Table(title="Group commit: concurrent producers on a durable queue")
-    for column in ("target", "producers", "jobs/s", "x 1 producer"):
-        table.add_column(column, justify="left" if column == "target" else "right")
+    table = _table(
+        "Group commit: concurrent producers on a durable queue",
+        *("target", "producers", "jobs/s", "x 1 producer"),
+    )
     for row in rows:
         if row["status"] != "ok":
             table.add_row(row["target"], str(row["producers"]), f"[yellow]{row['status']}[/]")
@@ -239,10 +263,8 @@ def _group_table(rows: list[dict[str, Any]]) -> Table:
 
 
 def _goals_table(checked: list[dict[str, Any]]) -> Table:
-    table = Table(title="Goals")
-    table.add_column("goal")
-    table.add_column("measured", justify="right")
-    table.add_column("met", justify="center")
+    table = _table("Goals", "goal", "measured", "met")
+    table.columns[2].justify = "left"  # words, not a figure
     for goal in checked:
         value = goal["measured"]
         if value is None:
