@@ -20,9 +20,16 @@ from jobqueue.lab.machine import KEYS, read_machine
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
 
-def test_quick_bench_writes_every_section(tmp_path: Path) -> None:
+def test_quick_bench_writes_every_section(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     out = tmp_path / "bench.json"
+    monkeypatch.setenv("COLUMNS", "80")
     assert main(["bench", "--quick", "--repeat", "1", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert max(len(line) for line in printed.splitlines()) <= 80
+    assert "…" not in printed, "a cell was cut instead of wrapped"
+    assert "final-durable-interval " in printed  # the longest target name, whole
     report = json.loads(out.read_text(encoding="utf-8"))
     assert report["quick"] is True
     assert report["machine"]["cpus"] >= 1
