@@ -1,39 +1,51 @@
 # Two commands on a fresh clone: `make report` and `make test`.
-# Every target builds .venv itself; the stamp file re-installs when pyproject.toml changes.
+# Every target builds .venv itself and installs only what it needs: the report
+# needs the package alone, the tests add the `test` extra, lint adds `dev` too.
+# Each stamp file re-installs when pyproject.toml changes.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
 
 .PHONY: report test lint bench docs clean
 
-report: $(STAMP)
+report: $(VENV)/.report
 	$(BIN)/jobqueue report $(ARGS)
 
-test: $(STAMP)
+test: $(VENV)/.test
 	$(BIN)/python -m pytest -rxX $(ARGS)
 
-lint: $(STAMP)
+lint: $(VENV)/.lint
 	$(BIN)/ruff check jobqueue tests examples
 	$(BIN)/ruff format --check jobqueue tests examples
 	$(BIN)/mypy
 
-bench: $(STAMP)
+bench: $(VENV)/.report
 	$(BIN)/jobqueue bench $(ARGS)
 
-# The figures of docs/, redrawn from the committed JSON; matplotlib is the `docs` extra.
-docs: $(VENV)/.installed-docs
-	$(BIN)/python -m jobqueue.lab.docs.plots --docs docs
-
-$(VENV)/.installed-docs: $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[docs]'
-	touch $@
-
-$(STAMP): pyproject.toml
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.report: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.test: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+# mypy checks the tests too, so lint needs the test extra beside the dev tools.
+$(VENV)/.lint: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test,dev]'
-	touch $(STAMP)
+	touch $@
+
+# The figures of docs/, redrawn from the committed JSON; matplotlib is the `docs` extra.
+docs: $(VENV)/.docs
+	$(BIN)/python -m jobqueue.lab.docs.plots --docs docs
+
+$(VENV)/.docs: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[docs]'
+	touch $@
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from jobqueue.lab.docs import studies
-from jobqueue.lab.scenarios.base import load_average, machine_info
+from jobqueue.lab.machine import load_average, machine_info
 
 STUDIES = ("scaling", "fairness", "herd")
 

@@ -1,82 +1,122 @@
 """The deliberate gaps: which stage gets which problem right, in one table.
 
-This is ``CONTRACT.md``'s "Deliberate gaps" table as data.  The test matrix
-marks every test of a problem a stage lacks as a strict xfail, with the reason
-below; ``jobqueue report`` prints it beside what it measures.  Change a
-stage's behaviour and this table together, or the suite fails.
+The test matrix marks every test of a problem a stage lacks as a strict xfail,
+with the verdict's reason; ``jobqueue report`` and ``jobqueue gaps`` print the
+table beside what they measure.  Change a stage's behaviour and this table
+together, or the suite fails.
+
+A row is a :class:`Gap`; each of its cells is a :class:`Verdict`, a value
+(solved or not, and why), written with :func:`yes` and :func:`no`.  To add a
+problem, add a row; to add a column, add its name to :data:`STAGES` and a
+verdict for it to every row (a ``Gap`` with a missing or extra column is
+refused when the module loads).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
-__all__ = ["GAPS", "STAGES", "Gap", "gap"]
+__all__ = ["GAPS", "STAGES", "Gap", "Verdict", "gap", "no", "yes"]
 
-#: The stages in teaching order.
+#: The stages in teaching order: the table's columns.
 STAGES = ("naive", "improved", "final")
 
 
 @dataclass(frozen=True, slots=True)
+class Verdict:
+    """What one stage does about one problem: solved or not, and why."""
+
+    solved: bool
+    why: str = ""  # required when not solved: it is the xfail reason of the tests
+
+    def __post_init__(self) -> None:
+        if not self.solved and not self.why:
+            raise ValueError("an unsolved Verdict needs a why: it explains the xfail")
+
+    def __str__(self) -> str:
+        """``yes``, ``yes (tokens)``, ``no (FIFO)``: the words the table shows."""
+        word = "yes" if self.solved else "no"
+        return f"{word} ({self.why})" if self.why else word
+
+
+def yes(why: str = "") -> Verdict:
+    """The stage solves the problem (``why``: how, when it is worth saying)."""
+    return Verdict(True, why)
+
+
+def no(why: str) -> Verdict:
+    """The stage lacks the fix; ``why`` says what it does instead."""
+    return Verdict(False, why)
+
+
+@dataclass(frozen=True, slots=True)
 class Gap:
-    """One problem, and what each stage does about it."""
+    """One problem, and a verdict for each stage."""
 
     key: str  # what tests name in @pytest.mark.gap(...)
     problem: str
-    verdicts: dict[str, str]  # stage -> what it does, "no (...)" or "yes (...)"
+    verdicts: Mapping[str, Verdict]  # one per name in STAGES
+
+    def __post_init__(self) -> None:
+        if set(self.verdicts) != set(STAGES):
+            raise ValueError(
+                f"gap {self.key!r}: verdicts must name exactly the stages "
+                f"{', '.join(STAGES)}, got {', '.join(self.verdicts)}"
+            )
+        # A read-only copy: the table is shared by every test and tool.
+        object.__setattr__(self, "verdicts", MappingProxyType(dict(self.verdicts)))
 
     def solved_by(self, stage: str) -> bool:
-        return self.verdicts[stage].startswith("yes")
+        return self.verdicts[stage].solved
 
 
 GAPS = (
     Gap(
         "backpressure",
         "backpressure: enqueue blocks when the queue is full",
-        {"naive": "no (unbounded)", "improved": "yes", "final": "yes"},
+        {"naive": no("unbounded"), "improved": yes(), "final": yes()},
     ),
     Gap(
         "priorities",
         "priorities: HIGH before MEDIUM before LOW",
-        {"naive": "no (FIFO)", "improved": "yes", "final": "yes"},
+        {"naive": no("FIFO"), "improved": yes(), "final": yes()},
     ),
     Gap(
         "no_starvation",
         "no starvation: a waiting LOW job runs within a bounded number of HIGH jobs",
-        {"naive": "yes (FIFO order)", "improved": "no (strict priority)", "final": "yes (tokens)"},
+        {"naive": yes("FIFO order"), "improved": no("strict priority"), "final": yes("tokens")},
     ),
     Gap(
         "retry",
         "retry with exponential backoff",
-        {"naive": "no", "improved": "yes", "final": "yes"},
+        {"naive": no("a failed job is lost"), "improved": yes(), "final": yes()},
     ),
     Gap(
         "graceful_shutdown",
         "graceful shutdown: close() waits for in-flight jobs",
-        {"naive": "no", "improved": "yes", "final": "yes"},
+        {"naive": no("close() returns at once"), "improved": yes(), "final": yes()},
     ),
     Gap(
         "metrics",
         "metrics",
-        {"naive": "no (metrics() raises NotImplementedError)", "improved": "yes", "final": "yes"},
+        {"naive": no("not implemented"), "improved": yes(), "final": yes()},
     ),
     Gap(
         "metrics_per_priority",
         "metrics per priority, and worker utilization",
-        {"naive": "no", "improved": "no (totals only)", "final": "yes"},
+        {"naive": no("no metrics"), "improved": no("totals only"), "final": yes()},
     ),
     Gap(
         "status",
         "status by id",
-        {
-            "naive": "no (NotImplementedError)",
-            "improved": "no (NotImplementedError)",
-            "final": "yes",
-        },
+        {"naive": no("not implemented"), "improved": no("not implemented"), "final": yes()},
     ),
     Gap(
         "persistence",
         "persistence, crash recovery, retry state across restart",
-        {"naive": "no", "improved": "no", "final": "yes"},
+        {"naive": no("memory only"), "improved": no("memory only"), "final": yes("a log")},
     ),
 )
 

@@ -44,8 +44,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             raise pytest.UsageError(f"{item.nodeid}: @gap needs the `stage` fixture")
         stage = callspec.params["stage"]
         problem = gaps.gap(marker.args[0])
-        if not problem.solved_by(stage):
-            reason = f"{stage} lacks {problem.problem!r}: {problem.verdicts[stage]}"
+        verdict = problem.verdicts[stage]
+        if not verdict.solved:
+            reason = f"{stage} lacks {problem.problem!r}: {verdict.why}"
             item.add_marker(pytest.mark.xfail(strict=True, reason=reason))
 
 

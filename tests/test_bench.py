@@ -15,14 +15,25 @@ import pytest
 from jobqueue.lab import measure
 from jobqueue.lab.bench_plan import SECTIONS
 from jobqueue.lab.cli import main
+from jobqueue.lab.machine import KEYS, read_machine
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
 
 
-def test_quick_bench_writes_every_section(tmp_path: Path) -> None:
+def test_quick_bench_writes_every_section(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     out = tmp_path / "bench.json"
+    monkeypatch.setenv("COLUMNS", "80")
     assert main(["bench", "--quick", "--repeat", "1", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert max(len(line) for line in printed.splitlines()) <= 80
+    assert "…" not in printed, "a cell was cut instead of wrapped"
+    assert "final-durable-interval " in printed  # the longest target name, whole
     report = json.loads(out.read_text(encoding="utf-8"))
     assert report["quick"] is True
     assert report["machine"]["cpus"] >= 1
+    assert tuple(report["machine"]) == KEYS
     assert set(report["sections"]) == set(SECTIONS)
     for section in report["sections"].values():
         assert section["rows"], "every section has rows"
@@ -68,3 +79,11 @@ def test_unknown_target_and_bad_sizes_are_refused() -> None:
         measure.latency("final", rate=0, jobs=1)
     with pytest.raises(ValueError, match="pacing must be one of"):
         measure.latency("final", rate=1, jobs=1, pacing="busy")
+
+
+def test_every_committed_file_reads_with_one_set_of_machine_keys() -> None:
+    keys = set(KEYS)
+    for name in ("bench-results.json", "report.json", "questions.json"):
+        machine = read_machine(json.loads((DOCS / name).read_text(encoding="utf-8"))["machine"])
+        assert keys <= set(machine), name
+        assert machine["load_before"] is None or isinstance(machine["load_before"], float)

@@ -75,9 +75,8 @@ def test_check_points_at_damage_and_fails(sample: Path, capsys: pytest.CaptureFi
     assert "checksum mismatch" in out
     assert "line 6 (byte" in out  # every damaged line, not just the first
     assert unchanged(sample, before)
-    code, out = run(capsys, "inspect", str(sample))
-    assert code == 1
-    assert "line 3" in out
+    assert main(["inspect", str(sample)]) == 1
+    assert "line 3" in capsys.readouterr().err  # inspect fails: the error goes to stderr
 
 
 def test_check_tolerates_a_torn_last_line_and_says_so(
@@ -101,7 +100,9 @@ def test_check_reports_a_log_in_use(tmp_path: Path, capsys: pytest.CaptureFixtur
 
 def test_a_missing_log_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     for command in ("inspect", "check"):
-        code, out = run(capsys, command, str(tmp_path / "nope.log"))
-        assert code == 1
-        assert "nope.log" in out
+        assert main([command, str(tmp_path / "nope.log")]) == 1
+        captured = capsys.readouterr()
+        assert not captured.out
+        err = " ".join(captured.err.split())
+        assert f"jobqueue {command}: error: no such file: {tmp_path / 'nope.log'}" in err
     assert not list(tmp_path.iterdir())

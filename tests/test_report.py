@@ -39,10 +39,41 @@ def test_a_narrowed_run_writes_json_and_svg(
 
     root = ElementTree.parse(out_svg).getroot()  # well-formed XML, or this raises
     assert root.tag == "{http://www.w3.org/2000/svg}svg"
-    assert "starvation" in out_svg.read_text()
+    svg = out_svg.read_text()
+    assert "starvation" in svg
+    assert "@font-face" not in svg, "the SVG must render without fetching a web font"
+    assert "https://" not in svg
     printed = capsys.readouterr().out
     assert "after every HIGH job" in printed
-    assert "All 4 cells agree" in printed
+    assert "✔ 4 of 4 cells agree" in printed  # the total with its denominator
+
+
+def test_the_report_fits_80_columns_and_explains_its_figures(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+    argv = ["report", "--quick", "--stage", "naive", "--stage", "final"]
+    assert main([*argv, "--scenario", "metrics", "--scenario", "performance"]) == 0
+    printed = capsys.readouterr().out
+    assert max(len(line) for line in printed.splitlines()) <= 80
+    assert "…" not in printed, "a cell was cut instead of wrapped"
+    assert "NotImplementedEr" in printed  # the long word is folded, not dropped
+    words = " ".join(printed.replace("│", " ").split())
+    assert "✘ metrics()" in words  # a mark, not colour alone
+    assert "naive is often the fastest: it has no bound to check" in words
+    assert "final-durable-interval: final with its log on disk" in words
+    assert "B/job: bytes the queue itself holds per waiting job" in words
+    assert "the median of 1 run" in words
+
+
+def test_output_files_are_checked_before_the_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "missing_dir" / "r.json"
+    with pytest.raises(SystemExit) as info:
+        main(["report", "--json", str(missing)])  # refused at once, not after the run
+    assert info.value.code == 2
+    assert f"no such directory: {missing.parent}" in capsys.readouterr().err
 
 
 def test_the_performance_panel_can_be_left_out(
@@ -80,6 +111,7 @@ def test_a_disagreeing_cell_is_marked_loudly() -> None:
     text = captured.get()
     assert "MISMATCH" in text
     assert "expected: no (strict priority)" in text
+    assert "✔ LOW job ran 2nd of 301" in text
 
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"

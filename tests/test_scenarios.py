@@ -28,7 +28,7 @@ def test_scenario_agrees_with_the_gap_table(stage: ModuleType, key: str) -> None
     assert outcome.error is None, outcome.error
     assert outcome.solved == outcome.expected, (
         f"{outcome.stage} on {key!r}: measured {outcome.figure!r}, "
-        f"but jobqueue/gaps.py says {outcome.verdict!r}"
+        f"but jobqueue/gaps.py says {outcome.verdict}"
     )
     json.dumps(outcome.as_dict())  # the report writes it as JSON
 

@@ -13,32 +13,37 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
-import platform
 import shlex
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
+from rich import box
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from jobqueue.lab import bench_plan, measure
+from jobqueue.lab import bench_plan
 from jobqueue.lab.bench_plan import FULL, QUICK, SECTIONS, Step
 from jobqueue.lab.bench_summary import goals, summarize
+from jobqueue.lab.machine import describe, finished, machine_info
+from jobqueue.lab.terminal import output_file, positive_int, progress_bar
 
 __all__ = ["add_arguments", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--json", metavar="FILE", type=Path, help="also write the figures here")
+    parser.add_argument(
+        "--json", metavar="FILE", type=output_file, help="also write the figures here"
+    )
     parser.add_argument(
         "--quick", action="store_true", help="tiny sizes: checks that it runs, measures nothing"
     )
     parser.add_argument(
-        "--repeat", type=int, default=3, metavar="N", help="repetitions per figure (default 3)"
+        "--repeat",
+        type=positive_int,
+        default=3,
+        metavar="N",
+        help="repetitions per figure (default 3)",
     )
     parser.add_argument(
         "--only",
@@ -50,23 +55,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.repeat < 1:
-        raise SystemExit(f"jobqueue bench: --repeat must be >= 1, got {args.repeat}")
     sizes = QUICK if args.quick else FULL
     sections = args.only or SECTIONS
     console = Console()
     machine = machine_info()
-    console.print(_machine_line(machine))
+    console.print(f"[bold]jobqueue bench[/] on {describe(machine)}")
     steps = bench_plan.plan(sizes, args.repeat, sections)
     began = time.perf_counter()
-    with Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=Console(stderr=True),
-        transient=True,
-    ) as progress:
+    with progress_bar() as progress:
         task = progress.add_task("starting", total=len(steps))
 
         def before(done: int, step: Step) -> None:
@@ -77,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - began
     summary = summarize(outcomes)
     checked = goals(summary)
-    machine["loadavg_end"] = _loadavg()
+    machine = finished(machine)
     for table in render(summary, checked):
         console.print(table)
     for reason in _reasons(summary):
@@ -98,38 +94,6 @@ def run(args: argparse.Namespace) -> int:
         console.print(f"figures written to {args.json}")
     failed = any(o.error is not None for o in outcomes.values())
     return 1 if failed else 0
-
-
-# -- the machine ---------------------------------------------------------------------------
-
-
-def machine_info() -> dict[str, Any]:
-    """What the figures were measured on."""
-    return {
-        "cpus": os.cpu_count(),
-        "cpu_model": measure.cpu_model(),
-        "python": platform.python_version(),
-        "implementation": platform.python_implementation(),
-        "platform": platform.platform(),
-        "switch_interval": sys.getswitchinterval(),
-        "loadavg_start": _loadavg(),
-    }
-
-
-def _loadavg() -> list[float]:
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        return []
-
-
-def _machine_line(machine: dict[str, Any]) -> str:
-    load = ", ".join(f"{x:.2f}" for x in machine["loadavg_start"])
-    return (
-        f"[bold]jobqueue bench[/] on {machine['cpus']} CPUs ({machine['cpu_model']}), "
-        f"{machine['implementation']} {machine['python']}, "
-        f"switch interval {machine['switch_interval'] * 1e3:g} ms, load average {load}"
-    )
 
 
 def _reasons(summary: dict[str, Any]) -> list[str]:
@@ -159,6 +123,20 @@ def _times(value: float | None) -> str:
     return "" if value is None else f"{value:.2f}x"
 
 
+def _table(title: str, *columns: str, left: int = 1) -> Table:
+    """A table that fits 80 columns: no vertical rules, and long cells fold, never cut.
+
+    The first ``left`` columns are text, the rest figures (right-aligned).  The
+    first, the target's name, is never broken: the others give way to it.
+    """
+    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    for i, column in enumerate(columns):
+        table.add_column(
+            column, justify="left" if i < left else "right", overflow="fold", no_wrap=i == 0
+        )
+    return table
+
+
 def render(summary: dict[str, Any], checked: list[dict[str, Any]]) -> list[Table]:
     """One rich table per section that ran, then the goals."""
     tables = []
@@ -178,9 +156,10 @@ def render(summary: dict[str, Any], checked: list[dict[str, Any]]) -> list[Table
 
 
 def _throughput_table(rows: list[dict[str, Any]]) -> Table:
-    table = Table(title="Throughput: no-op jobs, 4 workers, first enqueue to last completion")
-    for column in ("target", "jobs", "jobs/s", "min-max", "x pool", "x in memory"):
-        table.add_column(column, justify="left" if column == "target" else "right")
+    table = _table(
+        "Throughput: no-op jobs, 4 workers, first enqueue to last completion",
+        *("target", "jobs", "jobs/s", "min-max", "x pool", "x in\nmemory"),
+    )
     for row in rows:
         if row["status"] != "ok":
             table.add_row(row["target"], "", f"[yellow]{row['status']}[/]")
@@ -194,14 +173,18 @@ def _throughput_table(rows: list[dict[str, Any]]) -> Table:
             _times(row.get("vs_threadpool")),
             _times(row.get("vs_final_in_memory")),
         )
-    table.caption = "x pool: / ThreadPoolExecutor; x in memory: / final without a log (same rep)"
+    table.caption = (
+        "x pool: jobs/s over ThreadPoolExecutor's; x in memory: over final without a log; "
+        "each the median of the ratios within one repetition"
+    )
     return table
 
 
 def _latency_table(rows: list[dict[str, Any]]) -> Table:
-    table = Table(title="Latency: enqueue to handler start, 4 workers (ms)")
-    for column in ("target", "rate", "achieved", "producer", "switch", "p50", "p99", "max"):
-        table.add_column(column, justify="left" if column == "target" else "right")
+    table = _table(
+        "Latency: enqueue to handler start, 4 workers (ms)",
+        *("target", "rate", "reached", "pacing", "switch", "p50", "p99", "max"),
+    )
     for row in rows:
         switch = row.get("switch_interval")
         head = [
@@ -215,13 +198,18 @@ def _latency_table(rows: list[dict[str, Any]]) -> Table:
             table.add_row(*head, f"[yellow]{row['status']}[/]")
             continue
         table.add_row(*head, _ms(row["p50"]), _ms(row["p99"]), _ms(row["max"]))
+    table.caption = (
+        "reached: the rate the producer managed; pacing: it sleeps between jobs, or spins "
+        "(holding the GIL); switch: sys.getswitchinterval() during the run"
+    )
     return table
 
 
 def _memory_table(rows: list[dict[str, Any]]) -> Table:
-    table = Table(title="Memory: per waiting job (tracemalloc), and RSS under a flood")
-    for column in ("target", "bytes/job", "flood accepted", "RSS before", "RSS growth"):
-        table.add_column(column, justify="left" if column == "target" else "right")
+    table = _table(
+        "Memory: per waiting job (tracemalloc), and RSS under a flood",
+        *("target", "bytes/job", "flood accepted", "RSS before", "RSS growth"),
+    )
     for row in rows:
         per_job = (
             f"{row['bytes_per_job']:,.0f}"
@@ -242,13 +230,11 @@ def _memory_table(rows: list[dict[str, Any]]) -> Table:
 
 def _scaling_table(rows: list[dict[str, Any]]) -> Table:
     workers = sorted({r["workers"] for r in rows})
-    table = Table(
-        title="Scaling: jobs/s by number of workers (cpu: 0.1 ms of Python; io: 1 ms sleep)"
+    table = _table(
+        "Scaling: jobs/s by number of workers (cpu: 0.1 ms of Python; io: 1 ms sleep)",
+        *("target", "handler", *map(str, workers)),
+        left=2,
     )
-    table.add_column("target")
-    table.add_column("handler")
-    for count in workers:
-        table.add_column(str(count), justify="right")
     grid: dict[tuple[str, str], dict[int, str]] = {}
     for row in rows:
         cell = _rate(row["jobs_per_second"]) if row["status"] == "ok" else "n/a"
@@ -259,9 +245,10 @@ def _scaling_table(rows: list[dict[str, Any]]) -> Table:
 
 
 def _group_table(rows: list[dict[str, Any]]) -> Table:
-    table = Table(title="Group commit: concurrent producers on a durable queue")
-    for column in ("target", "producers", "jobs/s", "x 1 producer"):
-        table.add_column(column, justify="left" if column == "target" else "right")
+    table = _table(
+        "Group commit: concurrent producers on a durable queue",
+        *("target", "producers", "jobs/s", "x 1 producer"),
+    )
     for row in rows:
         if row["status"] != "ok":
             table.add_row(row["target"], str(row["producers"]), f"[yellow]{row['status']}[/]")
@@ -276,10 +263,8 @@ def _group_table(rows: list[dict[str, Any]]) -> Table:
 
 
 def _goals_table(checked: list[dict[str, Any]]) -> Table:
-    table = Table(title="Goals")
-    table.add_column("goal")
-    table.add_column("measured", justify="right")
-    table.add_column("met", justify="center")
+    table = _table("Goals", "goal", "measured", "met")
+    table.columns[2].justify = "left"  # words, not a figure
     for goal in checked:
         value = goal["measured"]
         if value is None:

@@ -46,19 +46,19 @@ def default_fsync() -> str:
 
 @dataclass(frozen=True, slots=True)
 class Sizes:
-    """How big each measurement is."""
+    """How big each measurement is.  A run left at its default (0 or empty) is skipped."""
 
     throughput_jobs: int
-    always_jobs: int  # fsync="always" pays an fsync per lone enqueue: fewer jobs, same rate
     latency: tuple[tuple[float, int], ...]  # (jobs/s, jobs) pairs
-    gil_rate: float  # the spinning-producer runs
-    gil_jobs: int
     memory_jobs: int  # tracemalloc
-    flood_jobs: int  # RSS
-    scaling_workers: tuple[int, ...]
-    scaling_jobs: int
-    group_jobs: int
-    group_producers: tuple[int, ...]
+    always_jobs: int = 0  # fsync="always" pays an fsync per lone enqueue: fewer jobs, same rate
+    gil_rate: float = 2_000  # the spinning-producer runs
+    gil_jobs: int = 0
+    flood_jobs: int = 0  # RSS, in a fresh process per target
+    scaling_workers: tuple[int, ...] = ()
+    scaling_jobs: int = 0
+    group_jobs: int = 0
+    group_producers: tuple[int, ...] = ()
 
 
 FULL = Sizes(
@@ -117,27 +117,36 @@ class Outcome:
 
 
 def _rotate(items: tuple[str, ...], rep: int) -> list[str]:
+    if not items:
+        return []
     k = rep % len(items)
     return [*items[k:], *items[:k]]
 
 
-def plan(sizes: Sizes, repeat: int, sections: Iterable[str] = SECTIONS) -> list[Step]:
-    """Every step of a run, in the order to run them."""
+def plan(
+    sizes: Sizes,
+    repeat: int,
+    sections: Iterable[str] = SECTIONS,
+    targets: Iterable[str] = TARGETS,
+) -> list[Step]:
+    """Every step of a run, in the order to run them, for ``targets`` only."""
     chosen = [s for s in SECTIONS if s in set(sections)]
+    mine = tuple(t for t in TARGETS if t in set(targets))
     durable_default = f"final-durable-{default_fsync()}"
     steps: list[Step] = []
     for rep in range(repeat):
         if "throughput" in chosen:
-            for target in _rotate(TARGETS, rep):
-                jobs = sizes.always_jobs if target.endswith("always") else sizes.throughput_jobs
+            for target in _rotate(mine, rep):
+                always = target.endswith("always") and sizes.always_jobs
+                jobs = sizes.always_jobs if always else sizes.throughput_jobs
                 run = _bind(measure.throughput, target, jobs)
                 steps.append(Step("throughput", (target,), rep, run))
         if "latency" in chosen:
             for rate, jobs in sizes.latency:
-                for target in _rotate(TARGETS, rep):
+                for target in _rotate(mine, rep):
                     run = _bind(measure.latency, target, rate, jobs)
                     steps.append(Step("latency", (target, rate, "sleep", None), rep, run))
-            for target in ("final", "threadpool"):
+            for target in _only(("final", "threadpool"), mine) if sizes.gil_jobs else ():
                 for interval in GIL_SWITCH_INTERVALS:
                     run = _bind(
                         measure.latency,
@@ -151,12 +160,12 @@ def plan(sizes: Sizes, repeat: int, sections: Iterable[str] = SECTIONS) -> list[
                         Step("latency", (target, sizes.gil_rate, "spin", interval), rep, run)
                     )
         if "memory" in chosen:
-            for target in _rotate(TARGETS, rep):
+            for target in _rotate(mine, rep):
                 run = _bind(measure.memory_per_job, target, sizes.memory_jobs)
                 steps.append(Step("memory", (target,), rep, run))
         if "scaling" in chosen:
             for kind, handler in (("cpu", measure.cpu_bound), ("io", measure.io_bound)):
-                for target in _rotate(("final", "threadpool"), rep):
+                for target in _rotate(_only(("final", "threadpool"), mine), rep):
                     for workers in sizes.scaling_workers:
                         run = _bind(
                             measure.throughput,
@@ -167,15 +176,20 @@ def plan(sizes: Sizes, repeat: int, sections: Iterable[str] = SECTIONS) -> list[
                         )
                         steps.append(Step("scaling", (target, kind, workers), rep, run))
         if "group-commit" in chosen:
-            for target in ("final-durable-always", durable_default):
+            for target in _only(("final-durable-always", durable_default), mine):
                 for producers in sizes.group_producers:
                     run = _bind(measure.throughput, target, sizes.group_jobs, producers=producers)
                     steps.append(Step("group-commit", (target, producers), rep, run))
-    if "memory" in chosen:  # RSS once: each runs in its own process, and barely varies
-        for target in ("naive", "improved", "final", durable_default, "threadpool"):
+    if "memory" in chosen and sizes.flood_jobs:  # RSS once: a process each, and barely varies
+        flooded = ("naive", "improved", "final", durable_default, "threadpool")
+        for target in _only(flooded, mine):
             run = _bind(measure.flood_rss, target, sizes.flood_jobs)
             steps.append(Step("flood", (target,), 0, run))
     return steps
+
+
+def _only(wanted: tuple[str, ...], targets: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(t for t in wanted if t in targets)
 
 
 def _bind(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Callable[[], Any]:

@@ -181,7 +181,7 @@ def _summarize_group(rows: dict[tuple[Any, ...], Outcome]) -> dict[str, Any]:
     return {"rows": out}
 
 
-# -- the goals of issue 5 (and the spec's), checked against a summary ---------------------
+# -- the goals (the project's and the spec's), checked against a summary ----------------
 
 
 def goals(sections: dict[str, Any]) -> list[dict[str, Any]]:

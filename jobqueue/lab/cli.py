@@ -1,8 +1,11 @@
-"""The ``jobqueue`` command line.  The only module of the package that prints.
+"""The ``jobqueue`` command line: ``jobqueue COMMAND ...`` or ``python -m jobqueue COMMAND ...``.
 
 Each subcommand lives in its own module, which exposes
 ``add_arguments(parser)`` and ``run(args) -> int``; this module only
-dispatches, importing a subcommand's module when it is used.
+dispatches, importing a subcommand's module when it is used.  The
+subcommands print their results to stdout and their errors to stderr, with the
+conventions of ``jobqueue.lab.terminal``; the library itself never prints, it
+logs.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ import importlib
 import logging
 import sys
 from collections.abc import Sequence
+
+import jobqueue
 
 #: subcommand -> (module, one-line help)
 COMMANDS = {
@@ -24,7 +29,10 @@ COMMANDS = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="jobqueue", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="jobqueue", description="Run, measure and inspect the three stages of jobqueue."
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {jobqueue.__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module_name, summary) in COMMANDS.items():

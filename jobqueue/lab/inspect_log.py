@@ -26,18 +26,24 @@ from rich.table import Table
 
 from jobqueue.final.log.files import is_locked
 from jobqueue.final.log.replay import Replay, read_log, scan
+from jobqueue.lab.terminal import fail, no_such, non_negative_int
 from jobqueue.vocabulary import PersistenceError, Priority, Status
 
 __all__ = ["add_check_arguments", "add_inspect_arguments", "run_check", "run_inspect"]
 
 _LIVE = (Status.QUEUED, Status.PROCESSING, Status.RETRYING)
 _MAX_REPORTED = 20  # damaged lines listed by check
+_ADVICE = ": run `jobqueue check` on it"  # how replay's message for a damaged line ends
 
 
 def add_inspect_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("path", help="the log file (Config.persist_path)")
     parser.add_argument(
-        "--jobs", type=int, default=20, metavar="N", help="list up to N live jobs (default 20)"
+        "--jobs",
+        type=non_negative_int,
+        default=20,
+        metavar="N",
+        help="list up to N live jobs (default 20; 0: none)",
     )
 
 
@@ -47,7 +53,7 @@ def add_check_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_inspect(args: argparse.Namespace) -> int:
     console = Console()
-    found = _read(console, args.path)
+    found = _read(args.path)
     if found is None:
         return 1
     state = found.state
@@ -80,14 +86,16 @@ def run_check(args: argparse.Namespace) -> int:
     try:
         with open(args.path, "rb") as f:
             data = f.read()
+    except FileNotFoundError:
+        return fail("check", no_such(args.path))
     except OSError as exc:
-        console.print(f"[red]error:[/] cannot read {escape(args.path)}: {escape(str(exc))}")
-        return 1
+        return fail("check", f"cannot read {args.path}: {exc.strerror}")
     damaged = list(scan(data))
     try:
         found = read_log(args.path)
     except PersistenceError as exc:
-        console.print(f"[red]damaged:[/] {escape(str(exc))}")
+        # The library's message ends by advising `jobqueue check`: this is it.
+        console.print(f"[red]damaged:[/] {escape(str(exc).removesuffix(_ADVICE))}")
         for lineno, offset, reason in damaged[:_MAX_REPORTED]:
             end = data.find(b"\n", offset)
             excerpt = data[offset : end if end >= 0 else len(data)][:100]
@@ -108,14 +116,15 @@ def run_check(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read(console: Console, path: str) -> Replay | None:
+def _read(path: str) -> Replay | None:
+    """The log at ``path``, or None once the error is on stderr."""
     if not os.path.exists(path):
-        console.print(f"[red]error:[/] no log at {escape(path)}")
+        fail("inspect", no_such(path))
         return None
     try:
         return read_log(path, history_limit=sys.maxsize)
     except PersistenceError as exc:
-        console.print(f"[red]error:[/] {escape(str(exc))}")
+        fail("inspect", str(exc))
         return None
 
 

@@ -31,7 +31,6 @@ import sys
 import threading
 import time
 import tracemalloc
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from jobqueue.lab.measure_targets import (
@@ -42,12 +41,14 @@ from jobqueue.lab.measure_targets import (
     TargetUnavailable,
     open_target,
 )
+from jobqueue.vocabulary import Handler
 
 __all__ = [
     "DURABLE_TARGETS",
     "MEMORY_TARGETS",
     "PACINGS",
     "TARGETS",
+    "WORKERS",
     "FloodResult",
     "LatencyResult",
     "TargetUnavailable",
@@ -61,25 +62,14 @@ __all__ = [
     "throughput",
 ]
 
-Handler = Callable[[bytes], object]
+#: Worker threads per target, unless a measurement says otherwise.
+WORKERS = 4
 
 #: How ``latency()``'s producer waits between jobs.
 PACINGS = ("sleep", "spin")
 
 
 # -- handlers ---------------------------------------------------------------------
-
-
-def cpu_model() -> str:
-    """The processor's name from /proc/cpuinfo, for recording beside a figure."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
 
 
 def no_op(payload: bytes) -> None:
@@ -155,7 +145,7 @@ class FloodResult:
 def throughput(
     target: str,
     jobs: int,
-    workers: int = 4,
+    workers: int = WORKERS,
     payload: bytes = b"x" * 16,
     *,
     handler: Handler = no_op,
@@ -218,7 +208,7 @@ def latency(
     target: str,
     rate: float,
     jobs: int,
-    workers: int = 4,
+    workers: int = WORKERS,
     *,
     switch_interval: float | None = None,
     pacing: str = "sleep",
@@ -293,7 +283,7 @@ def _quantile(ordered: list[float], q: float) -> float:
 # -- memory -----------------------------------------------------------------------------
 
 
-def memory_per_job(target: str, jobs: int, workers: int = 4) -> float:
+def memory_per_job(target: str, jobs: int, workers: int = WORKERS) -> float:
     """Bytes ``target`` holds per waiting job, by ``tracemalloc``.
 
     Every worker is held in its handler, so the jobs stay queued; the queue
@@ -332,7 +322,7 @@ def memory_per_job(target: str, jobs: int, workers: int = 4) -> float:
 
 
 def flood_rss(
-    target: str, jobs: int = 100_000, workers: int = 4, handler_seconds: float = 0.01
+    target: str, jobs: int = 100_000, workers: int = WORKERS, handler_seconds: float = 0.01
 ) -> FloodResult:
     """Offer ``jobs`` jobs as fast as possible to a slow handler, in a fresh process.
 

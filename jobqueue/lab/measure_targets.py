@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jobqueue.vocabulary import QueueFull
+from jobqueue.vocabulary import Handler, QueueFull
 
 __all__ = [
     "DURABLE_TARGETS",
@@ -47,8 +47,6 @@ MEMORY_TARGETS = ("naive", "improved", "final", "threadpool")
 #: ``final`` with a log, one per fsync policy (``jobqueue.final.FSYNC_POLICIES``).
 DURABLE_TARGETS = ("final-durable-always", "final-durable-interval", "final-durable-never")
 TARGETS = ("naive", "improved", "final", *DURABLE_TARGETS, "threadpool")
-
-Handler = Callable[[bytes], object]
 
 
 class TargetUnavailable(Exception):

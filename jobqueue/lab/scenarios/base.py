@@ -11,9 +11,6 @@ with a deadline, like the tests.
 from __future__ import annotations
 
 import importlib
-import os
-import platform
-import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -21,7 +18,8 @@ from dataclasses import dataclass, field
 from types import ModuleType
 
 from jobqueue import gaps
-from jobqueue.lab.measure import cpu_model
+
+# Re-exported for the docs' studies, which import them from here.
 
 __all__ = [
     "QUICK",
@@ -32,9 +30,7 @@ __all__ = [
     "Outcome",
     "Recorder",
     "Sizes",
-    "load_average",
     "load_stage",
-    "machine_info",
     "ordinal",
 ]
 
@@ -101,14 +97,14 @@ class Outcome:
     error: str | None = None  # the scenario could not run: "TypeName: message"
 
     @property
-    def expected(self) -> bool:
+    def verdict(self) -> gaps.Verdict:
         """What ``jobqueue/gaps.py`` says this stage does about this problem."""
-        return gaps.gap(self.gap_key).solved_by(self.stage)
+        return gaps.gap(self.gap_key).verdicts[self.stage]
 
     @property
-    def verdict(self) -> str:
-        """The gap table's words for this stage, e.g. "no (strict priority)"."""
-        return gaps.gap(self.gap_key).verdicts[self.stage]
+    def expected(self) -> bool:
+        """Whether the gap table says this stage solves the problem."""
+        return self.verdict.solved
 
     @property
     def agrees(self) -> bool:
@@ -128,27 +124,6 @@ class Outcome:
             "seconds": round(self.seconds, 3),
             "data": dict(self.data),
         }
-
-
-def load_average() -> str:
-    """The 1-minute load average, as text ("n/a" where the platform has none)."""
-    try:
-        return f"{os.getloadavg()[0]:.2f}"
-    except OSError:
-        return "n/a"
-
-
-def machine_info() -> dict[str, object]:
-    """What a figure was measured on: recorded beside every committed result."""
-    cpu = cpu_model()
-    return {
-        "cpu": cpu if cpu != "unknown" else platform.processor() or platform.machine(),
-        "cpus": os.cpu_count(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "implementation": sys.implementation.name,
-        "load_before": load_average(),
-    }
 
 
 def load_stage(name: str) -> ModuleType:

@@ -1,20 +1,23 @@
 """The report's performance panel: every stage and ThreadPoolExecutor, side by side.
 
-The timing is ``jobqueue.lab.measure``'s (the same code as ``jobqueue bench``),
-at sizes small enough for the whole report to stay under a minute.  A
-figure from one run on a shared machine is noisy: throughput is the median
-of a few repetitions, taken in an order that rotates so that no target is
-always first, and the ratio to ThreadPoolExecutor is the ratio of the two
-medians, so the panel's columns agree.  ``make bench`` takes the careful figures.
+The panel is a small ``jobqueue bench``, run by the bench's own code: the
+steps come from ``bench_plan.plan`` (repetitions one after another, targets
+in an order rotated from one repetition to the next, so no target is always
+first), and the figures from ``bench_summary.summarize`` (the median of the
+repetitions; the ratio to ThreadPoolExecutor taken within each repetition,
+then the median of those ratios).  Only the sizes are the panel's own, small
+enough for the whole report to stay under a minute.  A figure from one run on
+a shared machine is noisy: ``make bench`` takes the careful figures.
 """
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-from jobqueue.lab import measure
+from jobqueue.lab import bench_plan, measure
+from jobqueue.lab.bench_summary import summarize
 
 __all__ = ["QUICK", "STANDARD", "PerfSizes", "Performance", "TargetFigures", "measure_all"]
 
@@ -26,7 +29,20 @@ class PerfSizes:
     latency_rate: float  # jobs/s the producer paces itself to
     latency_jobs: int
     memory_jobs: int  # jobs held queued while tracemalloc counts
-    workers: int = 4
+
+    @property
+    def workers(self) -> int:
+        return measure.WORKERS
+
+    def plan(self, targets: tuple[str, ...]) -> list[bench_plan.Step]:
+        """The bench's steps at these sizes: throughput repeated, latency and memory once."""
+        sizes = bench_plan.Sizes(
+            throughput_jobs=self.throughput_jobs,
+            latency=((self.latency_rate, self.latency_jobs),),
+            memory_jobs=self.memory_jobs,
+        )
+        throughput = bench_plan.plan(sizes, self.repetitions, ["throughput"], targets)
+        return throughput + bench_plan.plan(sizes, 1, ["latency", "memory"], targets)
 
 
 STANDARD = PerfSizes(
@@ -48,7 +64,7 @@ class TargetFigures:
 
     target: str
     jobs_per_second: float | None  # median of the repetitions
-    vs_threadpool: float | None  # this median / threadpool's median, same run
+    vs_threadpool: float | None  # median of this / threadpool, within each repetition
     p50_ms: float | None  # enqueue-to-start latency at the paced rate
     p99_ms: float | None
     bytes_per_job: float | None  # memory the queue holds per waiting job
@@ -93,69 +109,42 @@ def _round(value: float | None, digits: int) -> float | None:
 
 
 def steps(sizes: PerfSizes, targets: tuple[str, ...] = TARGETS) -> int:
-    """How many times ``measure_all`` calls ``progress``: one per measurement."""
-    return len(targets) * (sizes.repetitions + 2)
+    """How many measurements ``measure_all`` takes."""
+    return len(sizes.plan(targets))
 
 
 def measure_all(
     sizes: PerfSizes = STANDARD,
     targets: tuple[str, ...] = TARGETS,
-    progress: Callable[[str], None] = lambda step: None,
+    progress: Callable[[int, str], object] = lambda done, label: None,
 ) -> Performance:
-    """Measure every target.  ``progress(description)`` is called after each measurement."""
-    runs: dict[str, list[float]] = {t: [] for t in targets}
-    errors: dict[str, str] = {}
-    for rep in range(sizes.repetitions):
-        shift = rep % len(targets)
-        for target in targets[shift:] + targets[:shift]:  # rotated: no target always first
-            if target not in errors:
-                try:
-                    result = measure.throughput(
-                        target, sizes.throughput_jobs, workers=sizes.workers
-                    )
-                    runs[target].append(result.jobs_per_second)
-                except Exception as exc:  # TargetUnavailable, or a target that broke
-                    errors[target] = f"{type(exc).__name__}: {exc}"
-            progress(f"throughput {target}")
-    latencies: dict[str, tuple[float, float]] = {}
-    memory: dict[str, float] = {}
-    for target in targets:
-        if target not in errors:
-            try:
-                lat = measure.latency(
-                    target, sizes.latency_rate, sizes.latency_jobs, workers=sizes.workers
-                )
-                latencies[target] = (lat.p50 * 1e3, lat.p99 * 1e3)
-            except Exception as exc:
-                errors[target] = f"{type(exc).__name__}: {exc}"
-        progress(f"latency {target}")
-        if target not in errors:
-            try:
-                memory[target] = measure.memory_per_job(
-                    target, sizes.memory_jobs, workers=sizes.workers
-                )
-            except Exception as exc:
-                errors[target] = f"{type(exc).__name__}: {exc}"
-        progress(f"memory {target}")
-    medians = {t: statistics.median(r) for t, r in runs.items() if r}
-    baseline = medians.get(BASELINE)
+    """Measure every target.  ``progress(done, label)`` is called before each measurement."""
+    outcomes = bench_plan.execute(sizes.plan(targets), lambda done, s: progress(done, s.label))
+    sections = summarize(outcomes)
+    throughput = _by_target(sections, "throughput")
+    latency = _by_target(sections, "latency")
+    memory = _by_target(sections, "memory")
     rows = []
     for target in targets:
-        mine = medians.get(target)
-        p50, p99 = latencies.get(target, (None, None))
+        rate, lat, mem = throughput.get(target, {}), latency.get(target, {}), memory.get(target, {})
+        reasons = [row["reason"] for row in (rate, lat, mem) if row.get("reason")]
         rows.append(
             TargetFigures(
                 target=target,
-                jobs_per_second=mine,
-                vs_threadpool=(
-                    mine / baseline
-                    if mine is not None and baseline and target != BASELINE
-                    else None
-                ),
-                p50_ms=p50,
-                p99_ms=p99,
-                bytes_per_job=memory.get(target),
-                error=errors.get(target),
+                jobs_per_second=rate.get("jobs_per_second"),
+                vs_threadpool=rate.get("vs_threadpool"),
+                p50_ms=_ms(lat.get("p50")),
+                p99_ms=_ms(lat.get("p99")),
+                bytes_per_job=mem.get("bytes_per_job"),
+                error=reasons[0] if reasons else None,
             )
         )
     return Performance(tuple(rows), sizes)
+
+
+def _by_target(sections: dict[str, Any], section: str) -> dict[str, dict[str, Any]]:
+    return {row["target"]: row for row in sections.get(section, {}).get("rows", [])}
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else seconds * 1e3
