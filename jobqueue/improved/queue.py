@@ -41,34 +41,25 @@ from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import NoReturn
 
+from jobqueue import vocabulary
+from jobqueue.vocabulary import *  # noqa: F403  (re-exported: see __all__)
 from jobqueue.vocabulary import (
     Config,
-    DuplicateJobError,
     Handler,
     Job,
-    JobQueueError,
-    PersistenceError,
     Priority,
     QueueClosed,
     QueueFull,
     Status,
     check_timeout,
+    log_base_exception,
+    refuse_inside_handler,
     resolve_handler,
+    wait_seconds,
 )
 
-__all__ = [
-    "Config",
-    "DuplicateJobError",
-    "Job",
-    "JobQueue",
-    "JobQueueError",
-    "Metrics",
-    "PersistenceError",
-    "Priority",
-    "QueueClosed",
-    "QueueFull",
-    "Status",
-]
+__all__ = ["Config", "JobQueue", "Metrics"]
+__all__ += vocabulary.__all__
 
 logger = logging.getLogger(__name__)
 
@@ -126,6 +117,7 @@ class JobQueue:
         self._processing = 0
         self._completed = self._failed = self._retried = 0
         self._closed = False
+        self._in_handler = threading.local()  # .job: the job a worker thread is running
         self._workers = [
             threading.Thread(target=_worker, args=(self,), name=f"jobqueue-improved-{i}")
             for i in range(config.num_workers)
@@ -171,7 +163,7 @@ class JobQueue:
                         f"cannot enqueue job {job.id!r}: the {job.priority.name} queue "
                         f"is full ({self._config.queue_size} jobs) after {timeout}s"
                     )
-                not_full.wait(remaining)
+                not_full.wait(wait_seconds(remaining))
             if self._closed:
                 raise QueueClosed(f"cannot enqueue job {job.id!r}: the queue is closed")
             self._unfinished += 1
@@ -197,16 +189,19 @@ class JobQueue:
     def join(self, timeout: float | None = None) -> bool:
         """Wait until every accepted job has finished; False if ``timeout`` expired first.
 
-        Retries count: a job waiting out its backoff is not finished.
+        Retries count: a job waiting out its backoff is not finished.  From
+        inside a handler it raises ``RuntimeError``: it would wait for its
+        own job forever.
         """
         check_timeout(timeout)
+        refuse_inside_handler(self._in_handler, "join()")
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._all_done:
             while self._unfinished:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return False
-                self._all_done.wait(remaining)
+                self._all_done.wait(wait_seconds(remaining))
             return True
 
     def close(self) -> None:
@@ -232,7 +227,7 @@ class JobQueue:
         deadline = time.monotonic() + self._config.shutdown_timeout
         for worker in self._workers:
             if worker is not threading.current_thread():  # close() from a handler
-                worker.join(max(0.0, deadline - time.monotonic()))
+                worker.join(wait_seconds(max(0.0, deadline - time.monotonic())))
         running = sum(worker.is_alive() for worker in self._workers)
         if running:
             logger.warning(
@@ -265,7 +260,7 @@ class JobQueue:
                 # Nothing ready: sleep until a notify, or until the next retry is due.
                 self._not_empty.wait(self._retries[0][0] - now if self._retries else None)
 
-    def _job_done(self, entry: _Entry, error: Exception | None) -> None:
+    def _job_done(self, entry: _Entry, error: BaseException | None) -> None:
         """Record the outcome of one run: success, a retry, or failure for good."""
         job = replace(entry.job, attempts=entry.job.attempts + 1)
         with self._mutex:
@@ -281,13 +276,13 @@ class JobQueue:
                 self._retried += 1
                 self._not_empty.notify()  # a sleeping worker may need a shorter timeout
                 logger.info(
-                    "job %r failed (%s); retry %d in %.3gs", job.id, error, job.attempts, delay
+                    "job %r failed (%r); retry %d in %.3gs", job.id, error, job.attempts, delay
                 )
                 return
             else:
                 self._failed += 1
                 logger.error(
-                    "job %r failed for good after %d attempts: %s", job.id, job.attempts, error
+                    "job %r failed for good after %d attempts: %r", job.id, job.attempts, error
                 )
             self._finish()
 
@@ -308,10 +303,12 @@ def _worker(jq: JobQueue) -> None:
         entry = jq._next_job()
         if entry is None:
             return
+        jq._in_handler.job = entry.job
         try:
             entry.handler(entry.job.payload)
-        except Exception as exc:
-            # A failing handler never kills a worker.
+        except BaseException as exc:
+            # A failing handler never kills a worker, whatever it raised.
+            log_base_exception(logger, entry.job, exc)
             jq._job_done(entry, exc)
         else:
             jq._job_done(entry, None)
