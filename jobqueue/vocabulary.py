@@ -35,8 +35,8 @@ __all__ = [
     "QueueFull",
     "Status",
 ]
-# Not in __all__: check_timeout, resolve_handler, wait_seconds and
-# log_base_exception are for the stages' own use, not their users'.
+# Not in __all__: check_timeout, require_count, resolve_handler, wait_seconds,
+# refuse_inside_handler and log_base_exception are for the stages' own use.
 
 # -- limits: a number outside these is a mistake, and gets a ValueError naming it.
 
@@ -125,7 +125,7 @@ def _require_seconds(name: str, value: object, *, most: float = math.inf) -> Non
         raise ValueError(f"{name} must be >= 0{bound} seconds, got {value!r}")
 
 
-def _require_count(name: str, value: object, least: int, most: int) -> None:
+def require_count(name: str, value: object, least: int, most: int) -> None:
     _require(name, value, int)
     assert isinstance(value, int)
     if not least <= value <= most:
@@ -184,7 +184,7 @@ class Job:
             raise ValueError("id must be a non-empty str")
         _require("priority", self.priority, Priority)
         _require("payload", self.payload, bytes)
-        _require_count("attempts", self.attempts, 0, MAX_RETRIES + 1)
+        require_count("attempts", self.attempts, 0, MAX_RETRIES + 1)
         _require("created", self.created, (int, float))
         if not 0 <= self.created <= MAX_CREATED:  # also refuses NaN and infinities
             raise ValueError(
@@ -225,10 +225,10 @@ class Config:
     handler: Handler | None = None  # the default handler
 
     def __post_init__(self) -> None:
-        _require_count("num_workers", self.num_workers, 1, MAX_WORKERS)
-        _require_count("queue_size", self.queue_size, 1, MAX_COUNT)
-        _require_count("fairness_tokens", self.fairness_tokens, 1, MAX_COUNT)
-        _require_count("max_retries", self.max_retries, 0, MAX_RETRIES)
+        require_count("num_workers", self.num_workers, 1, MAX_WORKERS)
+        require_count("queue_size", self.queue_size, 1, MAX_COUNT)
+        require_count("fairness_tokens", self.fairness_tokens, 1, MAX_COUNT)
+        require_count("max_retries", self.max_retries, 0, MAX_RETRIES)
         _require_seconds("retry_base_delay", self.retry_base_delay, most=MAX_DELAY)
         _require_seconds("retry_max_delay", self.retry_max_delay, most=MAX_DELAY)
         if self.retry_max_delay < self.retry_base_delay:

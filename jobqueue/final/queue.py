@@ -1,25 +1,29 @@
 """Stage 3 of 3: the final job queue, ready for production.
 
 Builds on: ``jobqueue.improved``.
-Adds, one fix per remaining problem:
+Adds, one fix per improved problem:
 
 - No starvation: token fairness (``fairness_tokens``, default 10).  A waiting
-  lower-priority job runs after at most that many HIGH jobs; see
-  ``fairness.py`` for the rule and its bound.
-- Status by id: ``status(job_id)`` over the whole life of a job (queued,
-  processing, retrying, completed, failed).  An id that is still live cannot
-  be enqueued twice.  Finished statuses are remembered up to
+  lower-priority job runs after at most that many HIGH jobs (``fairness.py``).
+- Status by id: ``status(job_id)`` over the whole life of a job; a live id
+  cannot be enqueued twice; finished statuses are remembered up to
   ``status_history``, oldest forgotten first (``status.py``).
 - Persistence: with ``persist_path`` every step of a job is written to a
   JSON-lines log (``log/``), behind the small ``Storage`` seam
-  (``storage.py``).  A restart replays the log: queued jobs, jobs in flight at
-  a crash, and jobs waiting to retry (with their attempts and remaining
-  backoff) all run again.  Delivery is at least once (docs/durability.md).
+  (``storage.py``).  A restart runs again what the log holds: queued jobs,
+  jobs in flight at a crash, retries with their attempts and remaining
+  backoff.  Delivery is at least once (docs/durability.md).
 - Metrics per priority and worker utilization (``metrics.py``).
-- Configurable workers, retries, backoff cap and jitter, history, fsync policy.
 
-Three shortcuts keep it fast; they are fenced at the end of this module, each
-with the figure that pays for it, so that the lessons above read first.
+Go would give each priority a channel and ``select`` over them.  Python has
+no ``select`` over queues: a worker blocked in ``high.get()`` cannot also wake
+for ``low``.  So the three queues are plain deques under ONE mutex, and
+workers wait on one Condition, ``not_empty``, that means "some deque has a
+job".  One lock also keeps the counters exact without atomics: every counter
+changes under the same mutex as the state it counts.
+
+Three speed shortcuts keep it fast; ``speed.py`` fences them, each with the
+figure that pays for it, so that a diff against ``improved`` shows the fixes.
 """
 
 from __future__ import annotations
@@ -27,18 +31,19 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
-import random
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, fields, replace
+from dataclasses import replace
 from types import TracebackType
 
 from jobqueue import vocabulary
-from jobqueue.final.config import FSYNC_POLICIES, Config
+from jobqueue.final.config import FSYNC_POLICIES, Config, final_config
 from jobqueue.final.fairness import FairPicker
 from jobqueue.final.handlers import Handlers
 from jobqueue.final.metrics import Counters, Metrics, PriorityMetrics
+from jobqueue.final.speed import Condition as _Condition
+from jobqueue.final.speed import Entry as _Entry
 from jobqueue.final.status import StatusBook
 from jobqueue.final.storage import MemoryStorage, Storage
 from jobqueue.vocabulary import *  # noqa: F403  (re-exported: see __all__)
@@ -61,9 +66,8 @@ __all__ += vocabulary.__all__
 
 logger = logging.getLogger(__name__)
 
-# -- public types: Job, Priority and Status come from jobqueue.vocabulary;
-#    Config (the settings only final has) from config.py;
-#    Metrics and PriorityMetrics from metrics.py.
+# -- public types: Job, Priority and Status come from jobqueue.vocabulary,
+#    Config from config.py, Metrics and PriorityMetrics from metrics.py.
 
 
 # -- errors: the shared hierarchy in jobqueue.vocabulary.
@@ -73,33 +77,33 @@ class JobQueue:
     """A fixed pool of worker threads draining three bounded priority queues, fairly."""
 
     def __init__(self, config: vocabulary.Config | None = None) -> None:
-        self._config = config = _final_config(config)
+        self._config = config = final_config(config)
+        # Fix: one bounded deque per priority, indexed by Priority (HIGH = 0).
         self._queues: tuple[deque[_Entry], ...] = tuple(deque() for _ in Priority)
         self._reserved = [0] * len(Priority)  # slots held by enqueues writing to storage
         # Jobs waiting out a backoff: a heap of (due, tie-breaker, entry).
         self._retries: list[tuple[float, int, _Entry]] = []
         self._retrying = [0] * len(Priority)
         self._tie = itertools.count()  # keeps heap order FIFO for equal due times
-        # Fix: fair priority (fairness.py); status by id (status.py).
-        self._picker = FairPicker(config.fairness_tokens)
-        self._statuses = StatusBook(config.status_history)
+        self._picker = FairPicker(config.fairness_tokens)  # Fix: fair priority
+        self._statuses = StatusBook(config.status_history)  # Fix: status by id
         self._handlers = Handlers(config)
         self._mutex = threading.Lock()
         # Waiters: workers.  Notified by enqueue(), by a failed job's retry
         # (a new earliest due time), and by close().
         self._not_empty = _Condition(self._mutex)
-        # Waiters: producers blocked on a full queue, one Condition per
-        # priority.  Notified by a worker taking a job of that priority, by an
-        # enqueue giving back its reserved slot, and by close().
+        # Waiters: producers blocked on a full queue, one Condition per priority
+        # so freeing a LOW slot does not wake HIGH producers.  Notified by a
+        # worker taking a job of that priority, by an enqueue giving back its
+        # reserved slot, and by close().
         self._not_full = tuple(_Condition(self._mutex) for _ in Priority)
         # Waiters: join().  Notified when the last unfinished job ends.
         self._all_done = threading.Condition(self._mutex)
-        self._unfinished = 0  # accepted (or being accepted), not yet finished or dropped
+        self._unfinished = 0  # accepted (or being accepted), neither finished nor dropped
         self._counters = Counters(time.monotonic())
         self._closed = False
         self._log_closer: threading.Thread | None = None  # see close()
         self._in_handler = threading.local()  # .job: the job a worker thread is running
-        # Fix: persistence.  Replay the log before any worker starts.
         self._storage: Storage = _open_storage(config)
         try:
             self._recover()
@@ -138,45 +142,45 @@ class JobQueue:
     def enqueue_with_handler(
         self, job: Job, handler: Handler | None, timeout: float | None = None
     ) -> None:
-        """Add ``job``, to be run by ``handler``.
+        """Add ``job``, to be run by ``handler`` (or the job's own, if None).
 
         With ``persist_path``, ``handler`` must be ``Config.handler`` or one
-        of ``Config.handlers``: after a restart the job finds its handler by
-        name, and a function that has no name cannot be found.
+        of ``Config.handlers``: after a restart the job finds it by name.
         """
-        job, run = self._handlers.resolve(job, handler)
-        entry = _Entry(job, run)
+        job, handler = self._handlers.resolve(job, handler)
+        entry = _Entry(job, handler)
         check_timeout(timeout)
-        priority = job.priority
-        waiting = self._queues[priority]
-        not_full = self._not_full[priority]
+        waiting = self._queues[job.priority]
+        not_full = self._not_full[job.priority]
+        reserved = self._reserved
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._mutex:
+            # Fix: backpressure.  Wait for room, on a deadline, re-checking the
+            # predicate after every wake-up: another producer may have won the slot.
             while (
                 not self._closed
-                and len(waiting) + self._reserved[priority] >= self._config.queue_size
+                and len(waiting) + reserved[job.priority] >= self._config.queue_size
             ):
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     raise QueueFull(
-                        f"cannot enqueue job {job.id!r}: the {priority.name} queue "
+                        f"cannot enqueue job {job.id!r}: the {job.priority.name} queue "
                         f"is full ({self._config.queue_size} jobs) after {timeout}s"
                     )
                 not_full.wait(wait_seconds(remaining))
             if self._closed:
                 raise QueueClosed(f"cannot enqueue job {job.id!r}: the queue is closed")
             self._statuses.take(job.id)  # DuplicateJobError if still live
-            # Fix: persistence.  Reserve the slot and the id, then write outside
-            # the mutex: the write gives up the GIL, and workers must not block
-            # on this mutex meanwhile; with fsync="always", producers also
-            # share an fsync.
-            self._reserved[priority] += 1
             self._unfinished += 1
+            # Fix: persistence.  Reserve the slot, then write outside the mutex:
+            # the write gives up the GIL, and workers must not block on this
+            # mutex meanwhile; with fsync="always", producers share an fsync.
+            reserved[job.priority] += 1
         try:
             self._storage.enqueued(job)  # the acknowledgement
         except BaseException as exc:
             with self._mutex:
-                self._reserved[priority] -= 1
+                reserved[job.priority] -= 1
                 self._statuses.give_back(job.id)
                 not_full.notify()
                 self._finish()
@@ -185,7 +189,7 @@ class JobQueue:
                 raise QueueClosed(f"cannot enqueue job {job.id!r}: the queue is closed") from exc
             raise
         with self._mutex:
-            self._reserved[priority] -= 1
+            reserved[job.priority] -= 1
             if self._closed:
                 # close() ran while the log was written: the job is in the log
                 # (it runs after a restart), but this queue starts nothing new.
@@ -230,15 +234,12 @@ class JobQueue:
             return True
 
     def close(self) -> None:
-        """Stop intake, start no new job, wait for the jobs in flight, close the log.
+        """Stop intake, start no new job, and wait for the jobs in flight.
 
-        Waits up to ``shutdown_timeout`` seconds for running handlers.  Jobs
-        still queued or waiting to retry stay in the log and run after a
-        restart; without ``persist_path`` they are dropped, with a warning:
-        call ``join()`` first to drain them.  Idempotent.
-
-        Called from inside a handler, it cannot wait for that handler: the
-        log is then closed by that worker, once its job's outcome is written.
+        Fix: waits up to ``shutdown_timeout`` seconds for running handlers.
+        Fix: jobs still queued or waiting to retry stay in the log and run
+        after a restart; only without ``persist_path`` are they dropped, with a
+        warning (call ``join()`` first to drain them).  Idempotent.
         """
         me = threading.current_thread()
         with self._mutex:
@@ -257,9 +258,9 @@ class JobQueue:
                 for not_full in self._not_full:
                     not_full.notify_all()  # blocked producers raise QueueClosed
             if me in self._workers:
-                # Fix: a handler that closes its own queue.  Closing the log
-                # now would lose this job's outcome, and the job would run again
-                # after a clean restart; its worker closes the log instead.
+                # A handler closes its own queue: closing the log now would lose
+                # its job's outcome, and the job would run again after a clean
+                # restart.  Its worker closes the log once that is written.
                 self._log_closer = me
         deadline = time.monotonic() + self._config.shutdown_timeout
         for worker in self._workers:
@@ -278,7 +279,7 @@ class JobQueue:
     # -- set-up -------------------------------------------------------------------
 
     def _recover(self) -> None:
-        """Rebuild the queue from storage.  Runs before any worker starts."""
+        """Fix: persistence.  Rebuild the queue from storage, before any worker starts."""
         now_wall, now = time.time(), time.monotonic()
         unrunnable: list[str] = []
         for stored in self._storage.recover():
@@ -293,8 +294,7 @@ class JobQueue:
                 continue
             self._unfinished += 1
             if stored.status is Status.RETRYING and stored.retry_at is not None:
-                # No backoff is longer than retry_max_delay, even if the log
-                # (or the clock) says so.
+                # No backoff outlasts retry_max_delay, whatever the log (or the clock) says.
                 wait = min(max(0.0, stored.retry_at - now_wall), self._config.retry_max_delay)
                 heapq.heappush(self._retries, (now + wait, next(self._tie), entry))
                 self._retrying[job.priority] += 1
@@ -332,9 +332,9 @@ class JobQueue:
             while self._retries and self._retries[0][0] <= now:
                 _, _, due = heapq.heappop(self._retries)
                 self._retrying[due.job.priority] -= 1
+                self._statuses.set(due.job.id, Status.QUEUED)
                 # Past the bound on purpose: this job was accepted already.
                 self._queues[due.job.priority].append(due)
-                self._statuses.set(due.job.id, Status.QUEUED)
             # Fix: fair priority.  The picker bounds how long LOW can wait.
             priority = self._picker.choose([len(waiting) for waiting in self._queues])
             if priority is not None:
@@ -347,25 +347,18 @@ class JobQueue:
             # Nothing ready: sleep until a notify, or until the next retry is due.
             self._not_empty.wait(self._retries[0][0] - now if self._retries else None)
 
-    def _record_start(self, entry: _Entry) -> None:
-        try:
-            self._storage.started(entry.job.id, entry.job.attempts + 1)
-        except PersistenceError as exc:  # a lost start record only means a re-run after a crash
-            logger.warning("job %r: could not record its start: %s", entry.job.id, exc)
-
     def _job_done(self, entry: _Entry, error: BaseException | None) -> _Entry | None:
         """Record the outcome of one run: success, a retry, or failure for good.
 
         Storage first, memory second: the job's id stays live until its last
         record is written, so a re-enqueue of the same id cannot be logged
         before this job's end (which would hide it on replay).  Returns the
-        worker's next job, as ``_next_job`` would (shortcut 3, at the end).
+        worker's next job, as ``_next_job`` would: shortcut 3 of ``speed.py``.
         """
         job = entry.job
-        priority = job.priority
         attempts = job.attempts + 1  # runs used, this one included
         retry = error is not None and attempts <= self._config.max_retries
-        delay = self._retry_delay(attempts) if retry else 0.0
+        delay = self._config.backoff(attempts) if retry else 0.0
         try:
             if error is None:
                 self._storage.completed(job.id)
@@ -381,56 +374,31 @@ class JobQueue:
             logger.error("job %r failed for good after %d attempts: %r", job.id, attempts, error)
         now = time.monotonic()
         with self._mutex:
-            self._counters.run_ended(priority, entry.started, now)
+            self._counters.run_ended(job.priority, entry.started, now)
             if error is None:
-                self._counters.completed[priority] += 1
+                self._counters.completed[job.priority] += 1
                 self._statuses.finish(job.id, Status.COMPLETED)
             elif retry and not self._closed:
-                # Only a retry needs the new count in the Job: replace() re-runs
-                # Job's validation, too dear for the common path.
                 again = _Entry(replace(job, attempts=attempts), entry.handler)
                 heapq.heappush(self._retries, (now + delay, next(self._tie), again))
-                self._retrying[priority] += 1
-                self._counters.retried[priority] += 1
+                self._retrying[job.priority] += 1
+                self._counters.retried[job.priority] += 1
                 self._statuses.set(job.id, Status.RETRYING)
                 self._not_empty.notify()  # a sleeping worker may need a shorter timeout
                 return self._take()  # not finished: it runs again
             elif retry:  # closed: the log remembers the retry; memory drops it
                 self._statuses.drop(job.id)
             else:
-                self._counters.failed[priority] += 1
+                self._counters.failed[job.priority] += 1
                 self._statuses.finish(job.id, Status.FAILED)
             self._finish()
             return self._take()  # may wait: log nothing after it
-
-    def _retry_delay(self, retry: int) -> float:
-        delay = self._config.retry_delay(retry)
-        jitter = self._config.retry_jitter
-        # Jitter spreads retries that failed together, so they don't return together.
-        return delay * random.uniform(1 - jitter, 1 + jitter) if jitter else delay
-
-    def _worker_exits(self) -> None:
-        """Called by each worker as it stops: the worker whose handler called
-        close() closes the log, now that its job's outcome is written."""
-        if self._log_closer is threading.current_thread():
-            self._storage.close()
 
     def _finish(self, count: int = 1) -> None:
         """Mark ``count`` jobs finished.  Caller holds the mutex."""
         self._unfinished -= count
         if self._unfinished == 0:
             self._all_done.notify_all()
-
-
-def _final_config(config: vocabulary.Config | None) -> Config:
-    if config is None:
-        return Config()
-    if isinstance(config, Config):
-        return config
-    if isinstance(config, vocabulary.Config):  # a shared Config: take its fields as they are
-        base_fields = {f.name: getattr(config, f.name) for f in fields(vocabulary.Config)}
-        return Config(**base_fields)
-    raise TypeError(f"config must be a Config, got {type(config).__name__}")
 
 
 def _open_storage(config: Config) -> Storage:
@@ -446,7 +414,10 @@ def _worker(jq: JobQueue) -> None:
     entry = jq._next_job()
     while entry is not None:
         jq._in_handler.job = entry.job
-        jq._record_start(entry)
+        try:
+            jq._storage.started(entry.job.id, entry.job.attempts + 1)
+        except PersistenceError as exc:  # a lost start record only means a re-run after a crash
+            logger.warning("job %r: could not record its start: %s", entry.job.id, exc)
         try:
             entry.handler(entry.job.payload)
         except BaseException as exc:
@@ -455,51 +426,5 @@ def _worker(jq: JobQueue) -> None:
             entry = jq._job_done(entry, exc)
         else:
             entry = jq._job_done(entry, None)
-    jq._worker_exits()
-
-
-# == Speed: the three shortcuts final keeps ========================================
-#
-# Each one pays for itself with a figure (no-op jobs, 4 workers, 2 shared cores,
-# median of 9 alternating runs of 50,000 jobs each; `jobqueue bench` measures
-# the whole).  Take one out, and final loses:
-#
-#   1. _Entry is not frozen:             15%  (a frozen __init__ costs 0.5 µs, 0.2 µs not)
-#   2. _Condition skips idle notify():    7%  (notify() with no waiter: 0.5 µs)
-#   3. _job_done() takes the next job:   28%  (one mutex round per job, not two)
-#
-# 3 is why _job_done returns a job and the worker loop passes it on: a worker
-# ending a job and taking the next in one critical section does not give the
-# contended mutex (and the GIL) away in between.
-
-
-@dataclass(slots=True)  # not frozen (1): one is built per job; _take() also stamps `started`
-class _Entry:
-    """A job as it waits in the queue, with the handler that will run it."""
-
-    job: Job
-    handler: Handler
-    started: float = 0.0  # time.monotonic() when a worker took it, for utilization
-
-
-class _Condition(threading.Condition):
-    """A Condition that knows whether anyone waits (2), and skips notify() if not.
-
-    Every call is made with the mutex held, so ``waiting`` is exact.  In the
-    common case, nobody, notify() would still cost a check of the lock's owner.
-    """
-
-    def __init__(self, lock: threading.Lock) -> None:
-        super().__init__(lock)
-        self.waiting = 0
-
-    def wait(self, timeout: float | None = None) -> bool:
-        self.waiting += 1
-        try:
-            return super().wait(timeout)
-        finally:
-            self.waiting -= 1
-
-    def notify(self, n: int = 1) -> None:
-        if self.waiting:
-            super().notify(n)
+    if jq._log_closer is threading.current_thread():
+        jq._storage.close()  # this handler called close(): its outcome is written now

@@ -171,7 +171,7 @@ class JobQueue:
             self._not_empty.notify()
 
     def status(self, job_id: str) -> Status | None:
-        """Not in this stage: it keeps no record of jobs by id."""
+        """Problem: no status by id.  This stage keeps no record of jobs by id."""
         _missing("status()", "jobqueue.final")
 
     def metrics(self) -> Metrics:
@@ -208,8 +208,9 @@ class JobQueue:
         """Stop intake, start no new job, and wait for the jobs in flight.
 
         Fix: waits up to ``shutdown_timeout`` seconds for running handlers.
-        Jobs still queued or waiting to retry are dropped, with a warning:
-        call ``join()`` first to drain them.  Idempotent.
+        Problem: jobs still queued or waiting to retry are dropped, with a
+        warning (call ``join()`` first to drain them), and a crash loses them
+        all: nothing survives a restart.  Idempotent.
         """
         with self._mutex:
             if not self._closed:
@@ -251,7 +252,8 @@ class JobQueue:
                     _, _, due = heapq.heappop(self._retries)
                     # Past the bound on purpose: this job was accepted already.
                     self._queues[due.job.priority].append(due)
-                # Fix: strict priority, HIGH first.  (The flaw: LOW can wait forever.)
+                # Fix: strict priority, HIGH first.
+                # Problem: under a flood of HIGH jobs, a LOW job waits forever.
                 for priority, waiting in zip(Priority, self._queues, strict=True):
                     if waiting:
                         self._processing += 1
