@@ -3,16 +3,13 @@
 Builds on: ``jobqueue.improved``.
 Adds, one fix per improved problem:
 
-- No starvation: token fairness (``fairness_tokens``, default 10).  A waiting
-  lower-priority job runs after at most that many HIGH jobs (``fairness.py``).
-- Status by id: ``status(job_id)`` over the whole life of a job; a live id
-  cannot be enqueued twice; finished statuses are remembered up to
-  ``status_history``, oldest forgotten first (``status.py``).
-- Persistence: with ``persist_path`` every step of a job is written to a
-  JSON-lines log (``log/``), behind the small ``Storage`` seam
-  (``storage.py``).  A restart runs again what the log holds: queued jobs,
-  jobs in flight at a crash, retries with their attempts and remaining
-  backoff.  Delivery is at least once (docs/durability.md).
+- No starvation: token fairness; a waiting LOW job runs after at most
+  ``fairness_tokens`` HIGH jobs (``fairness.py``).
+- Status by id, over the whole life of a job (``status.py``).
+- Persistence: with ``persist_path``, a log (``log/``, behind the ``Storage``
+  seam of ``storage.py``) that a restart runs again: queued jobs, jobs in
+  flight at a crash, retries with their attempts and remaining backoff.
+  Delivery is at least once (docs/durability.md).
 - Metrics per priority and worker utilization (``metrics.py``).
 
 Go would give each priority a channel and ``select`` over them.  Python has

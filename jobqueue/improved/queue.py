@@ -264,28 +264,30 @@ class JobQueue:
 
     def _job_done(self, entry: _Entry, error: BaseException | None) -> None:
         """Record the outcome of one run: success, a retry, or failure for good."""
-        job = replace(entry.job, attempts=entry.job.attempts + 1)
+        job = entry.job
+        attempts = job.attempts + 1  # runs used, this one included
+        retry = error is not None and attempts <= self._config.max_retries
+        delay = self._config.retry_delay(attempts) if retry else 0.0
+        # Log before taking the mutex: a slow log handler must not hold up every worker.
+        if error is not None and retry:
+            logger.info("job %r failed (%r); retry %d in %.3gs", job.id, error, attempts, delay)
+        elif error is not None:
+            logger.error("job %r failed for good after %d attempts: %r", job.id, attempts, error)
+        now = time.monotonic()
         with self._mutex:
             self._processing -= 1
             if error is None:
                 self._completed += 1
-            elif self._closed:
-                logger.warning("job %r failed during close(); dropped, not retried", job.id)
-            elif job.attempts <= self._config.max_retries:
-                delay = self._config.retry_delay(job.attempts)
-                due = time.monotonic() + delay
-                heapq.heappush(self._retries, (due, next(self._tie), replace(entry, job=job)))
+            elif retry and not self._closed:
+                again = _Entry(replace(job, attempts=attempts), entry.handler)
+                heapq.heappush(self._retries, (now + delay, next(self._tie), again))
                 self._retried += 1
                 self._not_empty.notify()  # a sleeping worker may need a shorter timeout
-                logger.info(
-                    "job %r failed (%r); retry %d in %.3gs", job.id, error, job.attempts, delay
-                )
-                return
+                return  # not finished: it runs again
+            elif retry:  # closed: close() starts nothing new, a retry neither
+                logger.warning("job %r failed during close(); dropped, not retried", job.id)
             else:
                 self._failed += 1
-                logger.error(
-                    "job %r failed for good after %d attempts: %r", job.id, job.attempts, error
-                )
             self._finish()
 
     def _finish(self, count: int = 1) -> None:
@@ -301,10 +303,8 @@ def _missing(what: str, stage: str) -> NoReturn:
 
 def _worker(jq: JobQueue) -> None:
     """Take the most urgent ready job and run it, until close()."""
-    while True:
-        entry = jq._next_job()
-        if entry is None:
-            return
+    entry = jq._next_job()
+    while entry is not None:
         jq._in_handler.job = entry.job
         try:
             entry.handler(entry.job.payload)
@@ -314,3 +314,4 @@ def _worker(jq: JobQueue) -> None:
             jq._job_done(entry, exc)
         else:
             jq._job_done(entry, None)
+        entry = jq._next_job()
