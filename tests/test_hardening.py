@@ -208,3 +208,27 @@ def test_enqueue_with_an_infinite_timeout_waits_for_room(harness: Harness) -> No
         assert q.join(WAIT)
     finally:
         opener.join(WAIT)
+
+
+def test_a_backoff_in_the_log_longer_than_retry_max_delay_is_cut_to_it(tmp_path: Path) -> None:
+    # A log written by a queue with an absurd backoff (or under a wrong clock)
+    # must not kill the workers of the next queue, which has a sane Config.
+    import time
+
+    from jobqueue.final import Config, Job, JobQueue
+    from jobqueue.final.log import JobLog
+    from tests.helpers import Recorder
+
+    path = tmp_path / "jobs.log"
+    log = JobLog(path)
+    log.recover()
+    log.enqueued(Job(id="poisoned"))
+    log.retrying("poisoned", 1, time.time() + 1e10, "RuntimeError('boom')")
+    log.close()
+    recorder = Recorder()
+    config = Config(
+        handler=recorder, persist_path=path, retry_base_delay=0.01, retry_max_delay=0.01
+    )
+    with JobQueue(config) as q:
+        assert recorder.wait_for(1), "the retry never ran"
+        assert q.join(WAIT)
