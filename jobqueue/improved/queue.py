@@ -212,6 +212,7 @@ class JobQueue:
         warning (call ``join()`` first to drain them), and a crash loses them
         all: nothing survives a restart.  Idempotent.
         """
+        me = threading.current_thread()
         with self._mutex:
             if not self._closed:
                 self._closed = True
@@ -227,9 +228,9 @@ class JobQueue:
                     not_full.notify_all()  # blocked producers raise QueueClosed
         deadline = time.monotonic() + self._config.shutdown_timeout
         for worker in self._workers:
-            if worker is not threading.current_thread():  # close() from a handler
+            if worker is not me:  # close() from a handler
                 worker.join(wait_seconds(max(0.0, deadline - time.monotonic())))
-        running = sum(worker.is_alive() for worker in self._workers)
+        running = sum(worker.is_alive() for worker in self._workers if worker is not me)
         if running:
             logger.warning(
                 "close(): %d jobs still running after shutdown_timeout=%ss",
