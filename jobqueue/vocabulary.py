@@ -3,12 +3,16 @@
 Only what is truly identical across ``naive``, ``improved`` and ``final`` lives
 here: the :class:`Priority` and :class:`Status` enums, the :class:`Job` value,
 the common :class:`Config`, and the exception hierarchy.  Each stage re-exports
-these names, so ``from jobqueue.naive import Job`` and
-``from jobqueue.final import Job`` are the same class, and the test matrix can
-drive every stage through one API.
+the names in ``__all__`` (``__all__ = ["JobQueue", ...] + vocabulary.__all__``),
+so ``from jobqueue.naive import Job`` and ``from jobqueue.final import Job`` are
+the same class, and the test matrix can drive every stage through one API.
+``Config`` is each stage's own: ``naive`` and ``improved`` export this one,
+``final`` a subclass.
 
 Everything here validates eagerly: bad input raises ``TypeError`` or
-``ValueError`` at construction, and the message names the field.
+``ValueError`` at construction, and the message names the field and, for a
+number, its range.  The helpers (``check_timeout``, ``wait_seconds``,
+``log_base_exception``, ...) serve the stages' code, not their users.
 """
 
 from __future__ import annotations
