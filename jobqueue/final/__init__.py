@@ -1,5 +1,6 @@
 """Stage 3 of 3: the final job queue.  Read ``queue.py`` first, then
-``fairness.py``, ``status.py``, ``metrics.py``, ``storage.py`` and ``log/``."""
+``fairness.py``, ``status.py``, ``metrics.py``, ``storage.py``, ``recovery.py``,
+``log/`` and ``speed.py``."""
 
 from jobqueue import vocabulary
 from jobqueue.final.config import FSYNC_POLICIES, Config

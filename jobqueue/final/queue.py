@@ -39,6 +39,7 @@ from jobqueue.final.config import FSYNC_POLICIES, Config, final_config
 from jobqueue.final.fairness import FairPicker
 from jobqueue.final.handlers import Handlers
 from jobqueue.final.metrics import Counters, Metrics, PriorityMetrics
+from jobqueue.final.recovery import replay
 from jobqueue.final.speed import Condition as _Condition
 from jobqueue.final.speed import Entry as _Entry
 from jobqueue.final.status import StatusBook
@@ -276,39 +277,24 @@ class JobQueue:
     # -- set-up -------------------------------------------------------------------
 
     def _recover(self) -> None:
-        """Fix: persistence.  Rebuild the queue from storage, before any worker starts."""
-        now_wall, now = time.time(), time.monotonic()
-        unrunnable: list[str] = []
-        for stored in self._storage.recover():
-            job = stored.job
-            if stored.status.finished:
-                self._statuses.finish(job.id, stored.status)
-                continue
-            try:
-                entry = _Entry(job, self._handlers.for_job(job))
-            except ValueError as exc:
-                unrunnable.append(str(exc))
-                continue
-            self._unfinished += 1
-            if stored.status is Status.RETRYING and stored.retry_at is not None:
-                # No backoff outlasts retry_max_delay, whatever the log (or the clock) says.
-                wait = min(max(0.0, stored.retry_at - now_wall), self._config.retry_max_delay)
-                heapq.heappush(self._retries, (now + wait, next(self._tie), entry))
-                self._retrying[job.priority] += 1
-                self._statuses.set(job.id, Status.RETRYING)
-            else:  # QUEUED, or PROCESSING when the process died: run it again
-                self._statuses.set(job.id, Status.QUEUED)
-                self._queues[job.priority].append(entry)  # past the bound: already accepted
-        if unrunnable:
-            raise PersistenceError(
-                f"{self._config.persist_path}: {len(unrunnable)} recovered jobs cannot run, "
-                f"so the queue will not start (they stay in the log): {unrunnable[0]}"
-            )
-        if self._statuses:
+        """Fix: persistence.  Put back what the log holds, before any worker starts."""
+        replayed = replay(
+            self._storage.recover(),
+            self._handlers,
+            self._statuses,
+            retry_max_delay=self._config.retry_max_delay,
+            source=self._config.persist_path,
+        )
+        now = time.monotonic()
+        for entry in replayed.queued:
+            self._queues[entry.job.priority].append(entry)  # past the bound: already accepted
+        for left, entry in replayed.retries:
+            heapq.heappush(self._retries, (now + left, next(self._tie), entry))
+            self._retrying[entry.job.priority] += 1
+        self._unfinished = len(replayed.queued) + len(replayed.retries)
+        if self._unfinished:
             logger.info(
-                "recovered %d unfinished jobs from %s",
-                len(self._statuses),
-                self._config.persist_path,
+                "recovered %d unfinished jobs from %s", self._unfinished, self._config.persist_path
             )
 
     # -- used by the workers ----------------------------------------------------
