@@ -3,28 +3,34 @@
 Only what is truly identical across ``naive``, ``improved`` and ``final`` lives
 here: the :class:`Priority` and :class:`Status` enums, the :class:`Job` value,
 the common :class:`Config`, and the exception hierarchy.  Each stage re-exports
-these names, so ``from jobqueue.naive import Job`` and
-``from jobqueue.final import Job`` are the same class, and the test matrix can
-drive every stage through one API.
+the names in ``__all__`` (``__all__ = ["JobQueue", ...] + vocabulary.__all__``),
+so ``from jobqueue.naive import Job`` and ``from jobqueue.final import Job`` are
+the same class, and the test matrix can drive every stage through one API.
+``Config`` is each stage's own: ``naive`` and ``improved`` export this one,
+``final`` a subclass.
 
 Everything here validates eagerly: bad input raises ``TypeError`` or
-``ValueError`` at construction, and the message names the field.
+``ValueError`` at construction, and the message names the field and, for a
+number, its range.  The helpers (``check_timeout``, ``wait_seconds``,
+``log_base_exception``, ...) serve the stages' code, not their users.
 """
 
 from __future__ import annotations
 
 import enum
+import logging
 import math
 import os
 import queue
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+# What every stage re-exports as it is.  Config is not among them: each stage
+# exports its own (naive and improved the one below, final a subclass).
 __all__ = [
-    "Config",
     "DuplicateJobError",
-    "Handler",
     "Job",
     "JobQueueError",
     "PersistenceError",
@@ -32,9 +38,22 @@ __all__ = [
     "QueueClosed",
     "QueueFull",
     "Status",
-    "check_timeout",
-    "resolve_handler",
 ]
+# Not in __all__: check_timeout, require_count, resolve_handler, wait_seconds,
+# refuse_inside_handler and log_base_exception are for the stages' own use.
+
+# -- limits: a number outside these is a mistake, and gets a ValueError naming it.
+
+#: The longest retry backoff: one day.  A longer one is a typo, not a plan.
+MAX_DELAY = 86_400.0
+#: The most retries a Config may allow; ``Job.attempts`` is at most one more.
+MAX_RETRIES = 1_000_000
+#: The most worker threads: threads, not processes; beyond this, use processes.
+MAX_WORKERS = 10_000
+#: The most of anything counted: queue slots, fairness tokens, history entries.
+MAX_COUNT = 1_000_000_000
+#: ``Job.created`` is seconds since the epoch up to the end of year 9999, as ``datetime``.
+MAX_CREATED = 253_402_300_799.0
 
 #: A handler takes the job's payload; returning is success, raising is failure.
 Handler = Callable[[bytes], object]
@@ -102,18 +121,44 @@ def _kind_name(kind: type | tuple[type, ...]) -> str:
     return " or ".join(k.__name__ for k in kinds)
 
 
-def _require_seconds(name: str, value: object, *, positive: bool = False) -> None:
+def _require_seconds(name: str, value: object, *, most: float = math.inf) -> None:
     _require(name, value, (int, float))
     assert isinstance(value, int | float)
-    if math.isnan(value) or value < 0 or (positive and value == 0):
-        bound = "> 0" if positive else ">= 0"
-        raise ValueError(f"{name} must be {bound} seconds, got {value!r}")
+    if not 0 <= value <= most:  # also refuses NaN
+        bound = "" if most == math.inf else f" and <= {most:g}"
+        raise ValueError(f"{name} must be >= 0{bound} seconds, got {value!r}")
+
+
+def require_count(name: str, value: object, least: int, most: int) -> None:
+    _require(name, value, int)
+    assert isinstance(value, int)
+    if not least <= value <= most:
+        raise ValueError(f"{name} must be between {least} and {most:,}, got {_short(value)}")
+
+
+def _short(value: int) -> str:
+    # str() of an int over 4,300 digits raises ValueError itself: say how big it is instead.
+    return str(value) if abs(value) < 10**100 else f"an int of {value.bit_length()} bits"
+
+
+def _shown(value: float) -> str:
+    return _short(value) if isinstance(value, int) else repr(value)
 
 
 def check_timeout(timeout: float | None) -> None:
-    """Validate a ``timeout`` argument: ``None`` (wait forever) or seconds >= 0."""
+    """Validate a ``timeout`` argument: ``None`` or ``math.inf`` (wait forever), or seconds >= 0."""
     if timeout is not None:
         _require_seconds("timeout", timeout)
+
+
+def wait_seconds(remaining: float | None) -> float | None:
+    """``remaining`` made safe for ``Condition.wait`` and ``Thread.join``.
+
+    ``threading`` raises ``OverflowError`` above ``threading.TIMEOUT_MAX`` (about
+    292 years on Linux), so a longer wait, ``math.inf`` included, waits that
+    long and the caller's loop waits again: "wait forever" means what it says.
+    """
+    return None if remaining is None else min(remaining, threading.TIMEOUT_MAX)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -125,6 +170,9 @@ class Job:
     ``final`` queue carries it over).  ``handler`` optionally *names* the
     handler to run, from ``Config.handlers`` in ``final``; a name, unlike a
     function, survives a restart.
+
+    ``attempts`` is at most 1,000,001 (one more than the most retries a
+    ``Config`` allows); ``created`` is finite, between 0 and the end of year 9999.
     """
 
     id: str
@@ -140,10 +188,13 @@ class Job:
             raise ValueError("id must be a non-empty str")
         _require("priority", self.priority, Priority)
         _require("payload", self.payload, bytes)
-        _require("attempts", self.attempts, int)
-        if self.attempts < 0:
-            raise ValueError(f"attempts must be >= 0, got {self.attempts}")
+        require_count("attempts", self.attempts, 0, MAX_RETRIES + 1)
         _require("created", self.created, (int, float))
+        if not 0 <= self.created <= MAX_CREATED:  # also refuses NaN and infinities
+            raise ValueError(
+                f"created must be seconds since the epoch, between 0 and {MAX_CREATED:.0f} "
+                f"(the end of year 9999), got {_shown(self.created)}"
+            )
         if self.handler is not None:
             _require("handler", self.handler, str)
             if not self.handler:
@@ -158,6 +209,13 @@ class Config:
 
     Retry ``k`` (1-based) waits ``min(retry_max_delay, retry_base_delay * 2**(k-1))``:
     1 s, 2 s, 4 s, 8 s with the defaults.
+
+    Ranges (a value outside gets a ``ValueError`` naming the field):
+    ``num_workers`` 1 to 10,000; ``queue_size`` and ``fairness_tokens`` 1 to
+    10**9; ``max_retries`` 0 to 1,000,000; ``retry_base_delay`` and
+    ``retry_max_delay`` 0 to 86,400 s (one day); ``shutdown_timeout`` any
+    seconds >= 0, ``math.inf`` meaning "wait for the jobs however long they take".
+    ``persist_path`` is a non-empty ``str`` path (or a PathLike giving one).
     """
 
     num_workers: int = 4
@@ -171,16 +229,12 @@ class Config:
     handler: Handler | None = None  # the default handler
 
     def __post_init__(self) -> None:
-        for name in ("num_workers", "queue_size", "fairness_tokens"):
-            value = getattr(self, name)
-            _require(name, value, int)
-            if value < 1:
-                raise ValueError(f"{name} must be >= 1, got {value}")
-        _require("max_retries", self.max_retries, int)
-        if self.max_retries < 0:
-            raise ValueError(f"max_retries must be >= 0, got {self.max_retries}")
-        _require_seconds("retry_base_delay", self.retry_base_delay)
-        _require_seconds("retry_max_delay", self.retry_max_delay)
+        require_count("num_workers", self.num_workers, 1, MAX_WORKERS)
+        require_count("queue_size", self.queue_size, 1, MAX_COUNT)
+        require_count("fairness_tokens", self.fairness_tokens, 1, MAX_COUNT)
+        require_count("max_retries", self.max_retries, 0, MAX_RETRIES)
+        _require_seconds("retry_base_delay", self.retry_base_delay, most=MAX_DELAY)
+        _require_seconds("retry_max_delay", self.retry_max_delay, most=MAX_DELAY)
         if self.retry_max_delay < self.retry_base_delay:
             raise ValueError(
                 f"retry_max_delay ({self.retry_max_delay}) must be >= "
@@ -188,7 +242,7 @@ class Config:
             )
         _require_seconds("shutdown_timeout", self.shutdown_timeout)
         if self.persist_path is not None:
-            _require("persist_path", self.persist_path, (str, os.PathLike))
+            _check_path("persist_path", self.persist_path)
         if self.handler is not None and not callable(self.handler):
             raise TypeError(f"handler must be callable, got {type(self.handler).__name__}")
 
@@ -196,6 +250,49 @@ class Config:
         """Seconds to wait before retry number ``retry`` (1-based), before any jitter."""
         # min(.., 64): 2**(k-1) beyond that is past any sane cap, and would overflow a float.
         return float(min(self.retry_max_delay, self.retry_base_delay * 2 ** min(retry - 1, 64)))
+
+
+def log_base_exception(logger: logging.Logger, job: Job, exc: BaseException) -> None:
+    """Say so, at ERROR, when a handler raised a ``BaseException`` that is no ``Exception``.
+
+    ``SystemExit``, ``KeyboardInterrupt``, ``GeneratorExit`` and the like would
+    end a worker thread, silently for ``SystemExit``: the job would stay in
+    flight forever and ``join()`` would hang.  Every stage's worker catches
+    them and counts the run as failed, as ``concurrent.futures`` does for its
+    futures; this line makes sure such a failure is not mistaken for a normal one.
+    """
+    if not isinstance(exc, Exception):
+        logger.error(
+            "job %r: its handler raised %s; counted as a failed run, the worker goes on",
+            job.id,
+            type(exc).__name__,
+        )
+
+
+def refuse_inside_handler(in_handler: threading.local, call: str) -> None:
+    """Raise ``RuntimeError`` if this thread is running a handler (``in_handler.job`` set).
+
+    ``join()`` there would wait for the handler's own job, that is forever;
+    like ``Thread.join``'s "cannot join current thread", say so instead.
+    """
+    job = getattr(in_handler, "job", None)
+    if job is not None:
+        raise RuntimeError(
+            f"cannot call {call} from inside the handler of job {job.id!r}: "
+            "it would wait for its own job forever"
+        )
+
+
+def _check_path(name: str, value: object) -> None:
+    _require(name, value, (str, os.PathLike))
+    assert isinstance(value, str | os.PathLike)
+    path: object = os.fspath(value)
+    if not isinstance(path, str):
+        raise TypeError(f"{name} must be a str path; its __fspath__() gave {type(path).__name__}")
+    if not path:
+        raise ValueError(f"{name} must be a file path, got an empty string")
+    if "\0" in path:
+        raise ValueError(f"{name} must not contain a NUL character, got {path!r}")
 
 
 def resolve_handler(job: Job, handler: Handler | None, default: Handler | None) -> Handler:

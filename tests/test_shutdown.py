@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
-from tests.helpers import WAIT, Harness
+from tests.helpers import WAIT, Harness, Recorder
 
 
 @pytest.mark.gap("graceful_shutdown")
@@ -58,3 +59,26 @@ def test_close_from_inside_a_handler_does_not_deadlock(harness: Harness) -> None
     q = harness.queue(num_workers=1, handler=closer, shutdown_timeout=1.0)
     q.enqueue(harness.job("closer"))
     assert done.wait(WAIT)
+
+
+def test_a_handler_that_closes_a_durable_queue_has_its_outcome_logged(tmp_path: Path) -> None:
+    from jobqueue.final import Config, Job, JobQueue, Status
+
+    path = tmp_path / "jobs.log"
+    closed = threading.Event()
+    q: JobQueue | None = None
+
+    def closer(payload: bytes) -> None:
+        assert q is not None
+        q.close()
+        closed.set()
+
+    q = JobQueue(Config(num_workers=2, handler=closer, persist_path=path))
+    q.enqueue(Job(id="closer"))
+    assert closed.wait(WAIT)
+    q.close()  # idempotent; returns once the worker has written the outcome and gone
+    reran = Recorder()
+    with JobQueue(Config(handler=reran, persist_path=path)) as again:
+        assert again.status("closer") is Status.COMPLETED
+        assert again.join(WAIT)
+    assert reran.runs == [], "the job ran again after a clean restart"

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 
 from jobqueue import vocabulary
 from jobqueue.vocabulary import Handler
 
-__all__ = ["FSYNC_POLICIES", "Config"]
+__all__ = ["FSYNC_POLICIES", "Config", "final_config"]
 
 #: When the log calls fsync: after every enqueue ("always", group-committed),
 #: at least once a second ("interval"), or never: the OS decides ("never").
@@ -24,7 +25,7 @@ class Config(vocabulary.Config):
 
     handlers: Mapping[str, Handler] = field(default_factory=dict)  # named handlers
     retry_jitter: float = 0.0  # each backoff moves by up to this fraction, at random
-    status_history: int = 10_000  # finished statuses remembered, oldest dropped first
+    status_history: int = 10_000  # finished statuses remembered (0 to 10**9), oldest dropped first
     # One of FSYNC_POLICIES; only with persist_path.  "interval", as Redis's
     # appendfsync everysec: it keeps the contract (kill -9) at the speed of
     # "never", and a power loss takes at most about a second of enqueues.
@@ -45,9 +46,24 @@ class Config(vocabulary.Config):
             raise TypeError(f"retry_jitter must be a float, got {self.retry_jitter!r}")
         if not 0 <= self.retry_jitter <= 0.5:
             raise ValueError(f"retry_jitter must be between 0 and 0.5, got {self.retry_jitter}")
-        if isinstance(self.status_history, bool) or not isinstance(self.status_history, int):
-            raise TypeError(f"status_history must be an int, got {self.status_history!r}")
-        if self.status_history < 0:
-            raise ValueError(f"status_history must be >= 0, got {self.status_history}")
+        vocabulary.require_count("status_history", self.status_history, 0, vocabulary.MAX_COUNT)
         if self.fsync not in FSYNC_POLICIES:
             raise ValueError(f"fsync must be one of {FSYNC_POLICIES}, got {self.fsync!r}")
+
+    def backoff(self, retry: int) -> float:
+        """Seconds to wait before retry number ``retry`` (1-based), jitter included."""
+        delay = self.retry_delay(retry)
+        jitter = self.retry_jitter
+        # Jitter spreads retries that failed together, so they don't return together.
+        return delay * random.uniform(1 - jitter, 1 + jitter) if jitter else delay
+
+
+def final_config(config: vocabulary.Config | None) -> Config:
+    """``config`` as a final ``Config``: the default for None, a shared one's fields as they are."""
+    if config is None:
+        return Config()
+    if isinstance(config, Config):
+        return config
+    if isinstance(config, vocabulary.Config):
+        return Config(**{f.name: getattr(config, f.name) for f in fields(vocabulary.Config)})
+    raise TypeError(f"config must be a Config, got {type(config).__name__}")

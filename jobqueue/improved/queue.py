@@ -41,34 +41,25 @@ from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import NoReturn
 
+from jobqueue import vocabulary
+from jobqueue.vocabulary import *  # noqa: F403  (re-exported: see __all__)
 from jobqueue.vocabulary import (
     Config,
-    DuplicateJobError,
     Handler,
     Job,
-    JobQueueError,
-    PersistenceError,
     Priority,
     QueueClosed,
     QueueFull,
     Status,
     check_timeout,
+    log_base_exception,
+    refuse_inside_handler,
     resolve_handler,
+    wait_seconds,
 )
 
-__all__ = [
-    "Config",
-    "DuplicateJobError",
-    "Job",
-    "JobQueue",
-    "JobQueueError",
-    "Metrics",
-    "PersistenceError",
-    "Priority",
-    "QueueClosed",
-    "QueueFull",
-    "Status",
-]
+__all__ = ["Config", "JobQueue", "Metrics"]
+__all__ += vocabulary.__all__
 
 logger = logging.getLogger(__name__)
 
@@ -126,6 +117,7 @@ class JobQueue:
         self._processing = 0
         self._completed = self._failed = self._retried = 0
         self._closed = False
+        self._in_handler = threading.local()  # .job: the job a worker thread is running
         self._workers = [
             threading.Thread(target=_worker, args=(self,), name=f"jobqueue-improved-{i}")
             for i in range(config.num_workers)
@@ -171,7 +163,7 @@ class JobQueue:
                         f"cannot enqueue job {job.id!r}: the {job.priority.name} queue "
                         f"is full ({self._config.queue_size} jobs) after {timeout}s"
                     )
-                not_full.wait(remaining)
+                not_full.wait(wait_seconds(remaining))
             if self._closed:
                 raise QueueClosed(f"cannot enqueue job {job.id!r}: the queue is closed")
             self._unfinished += 1
@@ -179,7 +171,7 @@ class JobQueue:
             self._not_empty.notify()
 
     def status(self, job_id: str) -> Status | None:
-        """Not in this stage: it keeps no record of jobs by id."""
+        """Problem: no status by id.  This stage keeps no record of jobs by id."""
         _missing("status()", "jobqueue.final")
 
     def metrics(self) -> Metrics:
@@ -197,25 +189,30 @@ class JobQueue:
     def join(self, timeout: float | None = None) -> bool:
         """Wait until every accepted job has finished; False if ``timeout`` expired first.
 
-        Retries count: a job waiting out its backoff is not finished.
+        Retries count: a job waiting out its backoff is not finished.  From
+        inside a handler it raises ``RuntimeError``: it would wait for its
+        own job forever.
         """
         check_timeout(timeout)
+        refuse_inside_handler(self._in_handler, "join()")
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._all_done:
             while self._unfinished:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return False
-                self._all_done.wait(remaining)
+                self._all_done.wait(wait_seconds(remaining))
             return True
 
     def close(self) -> None:
         """Stop intake, start no new job, and wait for the jobs in flight.
 
         Fix: waits up to ``shutdown_timeout`` seconds for running handlers.
-        Jobs still queued or waiting to retry are dropped, with a warning:
-        call ``join()`` first to drain them.  Idempotent.
+        Problem: jobs still queued or waiting to retry are dropped, with a
+        warning (call ``join()`` first to drain them), and a crash loses them
+        all: nothing survives a restart.  Idempotent.
         """
+        me = threading.current_thread()
         with self._mutex:
             if not self._closed:
                 self._closed = True
@@ -231,9 +228,9 @@ class JobQueue:
                     not_full.notify_all()  # blocked producers raise QueueClosed
         deadline = time.monotonic() + self._config.shutdown_timeout
         for worker in self._workers:
-            if worker is not threading.current_thread():  # close() from a handler
-                worker.join(max(0.0, deadline - time.monotonic()))
-        running = sum(worker.is_alive() for worker in self._workers)
+            if worker is not me:  # close() from a handler
+                worker.join(wait_seconds(max(0.0, deadline - time.monotonic())))
+        running = sum(worker.is_alive() for worker in self._workers if worker is not me)
         if running:
             logger.warning(
                 "close(): %d jobs still running after shutdown_timeout=%ss",
@@ -256,7 +253,8 @@ class JobQueue:
                     _, _, due = heapq.heappop(self._retries)
                     # Past the bound on purpose: this job was accepted already.
                     self._queues[due.job.priority].append(due)
-                # Fix: strict priority, HIGH first.  (The flaw: LOW can wait forever.)
+                # Fix: strict priority, HIGH first.
+                # Problem: under a flood of HIGH jobs, a LOW job waits forever.
                 for priority, waiting in zip(Priority, self._queues, strict=True):
                     if waiting:
                         self._processing += 1
@@ -265,30 +263,32 @@ class JobQueue:
                 # Nothing ready: sleep until a notify, or until the next retry is due.
                 self._not_empty.wait(self._retries[0][0] - now if self._retries else None)
 
-    def _job_done(self, entry: _Entry, error: Exception | None) -> None:
+    def _job_done(self, entry: _Entry, error: BaseException | None) -> None:
         """Record the outcome of one run: success, a retry, or failure for good."""
-        job = replace(entry.job, attempts=entry.job.attempts + 1)
+        job = entry.job
+        attempts = job.attempts + 1  # runs used, this one included
+        retry = error is not None and attempts <= self._config.max_retries
+        delay = self._config.retry_delay(attempts) if retry else 0.0
+        # Log before taking the mutex: a slow log handler must not hold up every worker.
+        if error is not None and retry:
+            logger.info("job %r failed (%r); retry %d in %.3gs", job.id, error, attempts, delay)
+        elif error is not None:
+            logger.error("job %r failed for good after %d attempts: %r", job.id, attempts, error)
+        now = time.monotonic()
         with self._mutex:
             self._processing -= 1
             if error is None:
                 self._completed += 1
-            elif self._closed:
-                logger.warning("job %r failed during close(); dropped, not retried", job.id)
-            elif job.attempts <= self._config.max_retries:
-                delay = self._config.retry_delay(job.attempts)
-                due = time.monotonic() + delay
-                heapq.heappush(self._retries, (due, next(self._tie), replace(entry, job=job)))
+            elif retry and not self._closed:
+                again = _Entry(replace(job, attempts=attempts), entry.handler)
+                heapq.heappush(self._retries, (now + delay, next(self._tie), again))
                 self._retried += 1
                 self._not_empty.notify()  # a sleeping worker may need a shorter timeout
-                logger.info(
-                    "job %r failed (%s); retry %d in %.3gs", job.id, error, job.attempts, delay
-                )
-                return
+                return  # not finished: it runs again
+            elif retry:  # closed: close() starts nothing new, a retry neither
+                logger.warning("job %r failed during close(); dropped, not retried", job.id)
             else:
                 self._failed += 1
-                logger.error(
-                    "job %r failed for good after %d attempts: %s", job.id, job.attempts, error
-                )
             self._finish()
 
     def _finish(self, count: int = 1) -> None:
@@ -304,14 +304,15 @@ def _missing(what: str, stage: str) -> NoReturn:
 
 def _worker(jq: JobQueue) -> None:
     """Take the most urgent ready job and run it, until close()."""
-    while True:
-        entry = jq._next_job()
-        if entry is None:
-            return
+    entry = jq._next_job()
+    while entry is not None:
+        jq._in_handler.job = entry.job
         try:
             entry.handler(entry.job.payload)
-        except Exception as exc:
-            # A failing handler never kills a worker.
+        except BaseException as exc:
+            # A failing handler never kills a worker, whatever it raised.
+            log_base_exception(logger, entry.job, exc)
             jq._job_done(entry, exc)
         else:
             jq._job_done(entry, None)
+        entry = jq._next_job()

@@ -28,33 +28,22 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import NoReturn
 
+from jobqueue import vocabulary
+from jobqueue.vocabulary import *  # noqa: F403  (re-exported: see __all__)
 from jobqueue.vocabulary import (
     Config,
-    DuplicateJobError,
     Handler,
     Job,
-    JobQueueError,
-    PersistenceError,
-    Priority,
     QueueClosed,
-    QueueFull,
     Status,
     check_timeout,
+    refuse_inside_handler,
     resolve_handler,
+    wait_seconds,
 )
 
-__all__ = [
-    "Config",
-    "DuplicateJobError",
-    "Job",
-    "JobQueue",
-    "JobQueueError",
-    "PersistenceError",
-    "Priority",
-    "QueueClosed",
-    "QueueFull",
-    "Status",
-]
+__all__ = ["Config", "JobQueue"]
+__all__ += vocabulary.__all__
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +75,7 @@ class JobQueue:
         self._all_done = threading.Condition(self._mutex)
         self._unfinished = 0  # accepted, neither finished nor dropped
         self._closed = False
+        self._in_handler = threading.local()  # .job: the job a worker thread is running
         self._workers = [
             threading.Thread(target=_worker, args=(self,), name=f"jobqueue-naive-{i}")
             for i in range(config.num_workers)
@@ -133,15 +123,20 @@ class JobQueue:
         _missing("metrics()", "jobqueue.improved")
 
     def join(self, timeout: float | None = None) -> bool:
-        """Wait until every accepted job has finished; False if ``timeout`` expired first."""
+        """Wait until every accepted job has finished; False if ``timeout`` expired first.
+
+        From inside a handler it raises ``RuntimeError``: it would wait for
+        its own job forever.
+        """
         check_timeout(timeout)
+        refuse_inside_handler(self._in_handler, "join()")
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._all_done:
             while self._unfinished:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return False
-                self._all_done.wait(remaining)
+                self._all_done.wait(wait_seconds(remaining))
             return True
 
     def close(self) -> None:
@@ -189,10 +184,15 @@ def _worker(jq: JobQueue) -> None:
         # queueing the sentinels, so after close() no worker finds a new job.
         if entry is None:
             return
+        jq._in_handler.job = entry.job
         try:
             entry.handler(entry.job.payload)
-        except Exception:
+        except BaseException:
             # Problem: no retry.  The job is gone; only this log line remembers it.
+            # BaseException, not Exception: a handler raising SystemExit or
+            # KeyboardInterrupt would otherwise end this thread, silently for
+            # SystemExit, and join() would hang for ever.  That is a bug, not
+            # one of naive's lessons, so naive does not keep it.
             logger.exception("job %r failed and is lost (naive has no retry)", entry.job.id)
         with jq._mutex:
             jq._finish()

@@ -1,0 +1,78 @@
+"""What a restart runs again: the jobs ``Storage.recover()`` found, made ready to queue.
+
+Persistence is ``final``'s third fix.  On start, before any worker runs, the
+queue asks its storage for every job it knows and sorts them here:
+
+- a finished job (COMPLETED, FAILED) only goes to the status history;
+- a QUEUED job, or one PROCESSING when the process died, is queued again
+  (past the bound on purpose: it was accepted already).  Delivery is at
+  least once: a job that was running at a crash runs again;
+- a RETRYING job waits out what is left of its backoff, and keeps its attempts.
+
+A job whose handler cannot be found (``Job.handler`` names none of
+``Config.handlers``) stops the start with ``PersistenceError``, and stays in
+the log: a job is never dropped because of a configuration mistake.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from jobqueue.final.handlers import Handlers
+from jobqueue.final.speed import Entry
+from jobqueue.final.status import StatusBook
+from jobqueue.final.storage import StoredJob
+from jobqueue.vocabulary import PersistenceError, Status
+
+__all__ = ["Replayed", "replay"]
+
+
+@dataclass(slots=True)
+class Replayed:
+    """The unfinished jobs to put back, in the order the storage returned them."""
+
+    queued: list[Entry] = field(default_factory=list)
+    retries: list[tuple[float, Entry]] = field(default_factory=list)  # (seconds left, entry)
+
+
+def replay(
+    stored_jobs: list[StoredJob],
+    handlers: Handlers,
+    statuses: StatusBook,
+    *,
+    retry_max_delay: float,
+    source: object,
+) -> Replayed:
+    """Sort ``stored_jobs`` (from ``Storage.recover()``), recording every status in ``statuses``.
+
+    ``source`` names the storage in an error.  Raises ``PersistenceError`` if
+    a job cannot run here.
+    """
+    now = time.time()
+    replayed = Replayed()
+    unrunnable: list[str] = []
+    for stored in stored_jobs:
+        job = stored.job
+        if stored.status.finished:
+            statuses.finish(job.id, stored.status)
+            continue
+        try:
+            entry = Entry(job, handlers.for_job(job))
+        except ValueError as exc:
+            unrunnable.append(str(exc))
+            continue
+        if stored.status is Status.RETRYING and stored.retry_at is not None:
+            # No backoff outlasts retry_max_delay, whatever the log (or the clock) says.
+            left = min(max(0.0, stored.retry_at - now), retry_max_delay)
+            replayed.retries.append((left, entry))
+            statuses.set(job.id, Status.RETRYING)
+        else:  # QUEUED, or PROCESSING when the process died: run it again
+            replayed.queued.append(entry)
+            statuses.set(job.id, Status.QUEUED)
+    if unrunnable:
+        raise PersistenceError(
+            f"{source}: {len(unrunnable)} recovered jobs cannot run, "
+            f"so the queue will not start (they stay in the log): {unrunnable[0]}"
+        )
+    return replayed
