@@ -167,7 +167,9 @@ def test_a_deeply_nested_line_is_damage(
     assert "Traceback" not in out.out + out.err
 
 
-@pytest.mark.parametrize("created", [10**400, "NaN", "Infinity"])
+@pytest.mark.parametrize(
+    "created", [10**400, "NaN", "Infinity"], ids=["10**400", "NaN", "Infinity"]
+)
 def test_a_created_time_that_is_no_float_is_damage(
     tmp_path: Path, created: object, capsys: pytest.CaptureFixture[str]
 ) -> None:
