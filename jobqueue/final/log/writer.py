@@ -25,20 +25,18 @@ back before anyone writes after it.
   ``fsync``, then wakes the others, whose lines were in its batch.  N
   concurrent enqueues cost about one fsync, not N.
 
-Why the mutex is released around the ``write``, even for a lone producer:
-the system call gives up the GIL, a worker runs, and a worker that records an
-outcome (``completed``) then needs the mutex.  Held across the call, it makes
-that worker block and be woken again, every job: measured, 18,700 instead of
-37,900 jobs/s through the queue (4 workers, 1 producer, ``"interval"``).
+The mutex is released around the ``write``, even for a lone producer: the
+system call gives up the GIL, and a worker that runs meanwhile and records
+an outcome needs the mutex.  Held across the call, it halves the throughput
+(``docs/durability.md``).
 
 Disk failures end here too.  A failed ``write`` truncates the file back to
 its last good record and fails the batch's acknowledgements (its ``enqueued``
 records: those jobs were not accepted); every other record of the batch, a
 ``completed`` buffered for another job say, goes back to the buffer and is
-written with the next batch.  The log goes on.  A failed
-``fsync`` fails the log *stop* (``broken``): after PostgreSQL's "fsyncgate" no
-one may assume a retried fsync makes earlier data safe, so every later append
-raises ``PersistenceError`` until the log is reopened and replayed.
+written with the next batch.  The log goes on.  A failed ``fsync`` fails the
+log *stop* (``broken``): no one may assume a retried fsync makes earlier data
+safe, so every later append raises until the log is reopened and replayed.
 """
 
 from __future__ import annotations
@@ -184,8 +182,7 @@ class Writer:
         for it, to be copied into the new file.
         """
         with self.mutex:
-            if self.broken is not None or self.closed or self.fd < 0:
-                raise self.unusable()
+            self.check_usable()
             if self.tail is not None:
                 return None  # one compaction at a time
             self.wait_for_role()
@@ -210,8 +207,7 @@ class Writer:
             # compaction and close(), too: re-taking the role at once could starve them.
             while self.busy or self.wanted:
                 self._wait()
-            if self.broken is not None or self.closed or self.fd < 0:
-                raise self.unusable()
+            self.check_usable()
             self.pending.append((op, job_id, rest))
             error = self._lead()
         if error is not None:
@@ -220,8 +216,7 @@ class Writer:
     def buffer(self, op: Op, job_id: str, rest: bytes) -> None:
         """Add a record that may wait: written with the next batch, or now if the buffer is full."""
         with self.mutex:
-            if self.broken is not None or self.closed or self.fd < 0:
-                raise self.unusable()
+            self.check_usable()
             pending = self.pending
             pending.append((op, job_id, rest))
             if len(pending) < self.buffer_limit or self.busy or self.wanted:
@@ -235,8 +230,7 @@ class Writer:
     def flush(self, *, sync: bool) -> None:
         """Write the buffered records, then fsync if ``sync`` and anything is new."""
         with self.mutex:
-            if self.broken is not None or self.closed or self.fd < 0:
-                raise self.unusable()
+            self.check_usable()
             self.wait_for_role()
             error = self._lead() if self.pending else None
             if error is not None:
@@ -278,11 +272,12 @@ class Writer:
             if not self.wanted and self.waiting:  # producers that stood back may go on
                 self.batch_done.notify_all()
 
-    def unusable(self) -> PersistenceError:
-        """Why nothing can be appended: the fail-stop error, or a closed log."""
+    def check_usable(self) -> None:
+        """Raise why nothing can be appended: the fail-stop error, or a closed log."""
         if self.broken is not None:
-            return self.broken
-        return PersistenceError(f"{self.path}: the log is closed")
+            raise self.broken
+        if self.closed or self.fd < 0:
+            raise PersistenceError(f"{self.path}: the log is closed")
 
     def fail(self, reason: str) -> PersistenceError:
         """Fail stop: refuse every append until the log is reopened and replayed."""
@@ -299,8 +294,7 @@ class Writer:
     def _write_together(self, op: Op, job_id: str, rest: bytes) -> None:
         """Group commit (``"always"``): lead a batch, or wait for the leader's."""
         with self.mutex:
-            if self.broken is not None or self.closed or self.fd < 0:
-                raise self.unusable()
+            self.check_usable()
             waiter = _Ack()
             self.pending.append((op, job_id, rest))
             self.acks.append(waiter)
@@ -442,8 +436,7 @@ class Snapshot:
         w = self._writer
         with w.mutex:
             w.wait_for_role(fd_idle=True)
-            if w.broken is not None or w.closed or w.fd < 0:
-                raise w.unusable()
+            w.check_usable()
             w.busy = True  # the pause: no batch is written until the swap is done
             tail, w.tail = w.tail or [], None
         old_fd = -1
