@@ -34,13 +34,14 @@ Contract for implementations:
   runs again, which at-least-once delivery allows.  A failed write must not
   lose it either: only the records of the call that failed may be lost.
   These calls raise ``PersistenceError`` if the storage has failed.
-- ``started`` may record nothing, as ``JobLog``'s does.  This is why the
-  log has no ``started`` record: ``recover()`` returns a job that was enqueued and never finished as
-  QUEUED whether it had started or not, and ``Job.attempts`` counts failed
-  runs only, so a start record would change nothing at recovery; leaving it
-  out saves a record per job.  The call stays in the seam for storages that
-  do need it: a store shared by several machines takes a lease here (below),
-  so that another machine re-runs the job if this one dies mid-run.
+- ``started`` may record nothing, as ``JobLog``'s does, and this is why the
+  log has no ``started`` record: ``recover()`` returns a job that was
+  enqueued and never finished as QUEUED whether it had started or not, and
+  ``Job.attempts`` counts failed runs only, so a start record would change
+  nothing at recovery; leaving it out saves a record per job.  The call
+  stays in the seam for storages that do need it: a store shared by several
+  machines takes a lease here (below), so that another machine re-runs the
+  job if this one dies mid-run.
 - Every method may be called from several threads at once; ``enqueued``
   from many producers at once (``JobLog`` shares one fsync among them).
 - Payloads are opaque bytes, stored as data (never pickled).  A job names its
