@@ -108,7 +108,11 @@ class JobLog:
         data = self._writer.open()
         found = replay(data, self._path, self._history)  # raises if damaged
         self._writer.start(found)
-        remove(compaction.temporary_path(self._path))  # a compaction that died before its rename
+        leftover = compaction.temporary_path(self._path)
+        try:
+            remove(leftover)  # a compaction that died before its rename (a link: not followed)
+        except OSError as exc:
+            raise PersistenceError(f"{self._path}: cannot remove {leftover}: {exc}") from exc
         if self._should_compact():
             try:
                 self.compact()
