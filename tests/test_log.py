@@ -64,7 +64,7 @@ def test_every_kind_of_record_round_trips(tmp_path: Path) -> None:
     got = write_sample(path)
     assert got == [
         ("a", Status.RETRYING, 1),
-        ("b", Status.PROCESSING, 0),
+        ("b", Status.QUEUED, 0),
         ("e \u00e9\udc80\n", Status.QUEUED, 0),
         ("c", Status.COMPLETED, 0),
         ("d", Status.FAILED, 1),
@@ -275,7 +275,6 @@ _VALID: dict[str, dict[str, object]] = {
         "handler": None,
         "payload": "aGk=",
     },
-    "started": {"id": "a", "attempt": 1},
     "retrying": {"id": "a", "attempts": 1, "retry_at": 2.5, "error": "e"},
     "completed": {"id": "a"},
     "failed": {"id": "a", "attempts": 1, "error": "e"},

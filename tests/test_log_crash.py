@@ -1,5 +1,6 @@
-"""Crashes (``final`` only): ``kill -9`` while enqueueing and while compacting, and
-locks held by another process.  The victims are ``tests/crashchild.py`` processes.
+"""Crashes (``final`` only): ``kill -9`` while enqueueing, while retrying and while
+compacting, and locks held by another process.  The victims are
+``jobqueue/lab/scenarios/crash_child.py`` processes.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import pytest
 
 from jobqueue.final import Config, JobQueue
 from jobqueue.final.log.replay import read_log
-from jobqueue.vocabulary import PersistenceError
+from jobqueue.vocabulary import PersistenceError, Status
 from tests.helpers import WAIT
 from tests.logutil import open_error, recovered
 
@@ -26,12 +27,12 @@ STARTUP = 30.0  # a child's interpreter start on a loaded machine; only a bound
 
 
 class Child:
-    """A ``tests.crashchild`` process whose output is read line by line, on deadlines."""
+    """A ``crash_child`` process whose output is read line by line, on deadlines."""
 
     def __init__(self, tmp_path: Path, *args: object) -> None:
         self._stderr = open(tmp_path / f"child-{args[0]}.err", "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.crashchild", *map(str, args)],
+            [sys.executable, "-m", "jobqueue.lab.scenarios.crash_child", *map(str, args)],
             cwd=ROOT,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -110,6 +111,35 @@ def test_kill_9_never_loses_an_acknowledged_enqueue(
     record_property("acknowledged", len(acked))
     record_property("reruns", reruns)
     print(f"\nkill -9 x5: {len(acked)} acknowledged, none lost, {reruns} re-runs")
+
+
+@pytest.mark.timeout(120)
+def test_kill_9_does_not_give_back_the_retry_budget(tmp_path: Path) -> None:
+    """A handler that always fails, killed after its second run of each life: the
+    retries it used were written at once, so runs <= 1 + max_retries + crashes."""
+    log, runs = tmp_path / "jobs.log", tmp_path / "runs.txt"
+    crashes = 0
+    for life in range(4):  # three kills at most, then a life that sees the end
+        child = Child(tmp_path, "failing", log, runs)
+        seen: list[str] = []
+        try:
+            while seen.count("run") < 2 and "drained" not in seen:
+                seen += child.read_until(lambda line: line in ("run", "drained"), STARTUP)
+            if life == 3 and "drained" not in seen:
+                seen += child.read_until(lambda line: line == "drained", WAIT)
+        except BaseException:
+            child.kill()
+            raise
+        if "drained" in seen:
+            child.finish()
+            break
+        child.kill()
+        crashes += 1
+    ran = len(runs.read_text().splitlines())
+    max_retries = 3
+    assert crashes, "no kill came while the job was still retrying"
+    assert ran <= 1 + max_retries + crashes, f"ran {ran} times across {crashes} kills"
+    assert [(s.job.id, s.status) for s in recovered(log)] == [("doomed", Status.FAILED)]
 
 
 @pytest.mark.parametrize("point", ["bulk", "rename", "dirsync"])

@@ -79,6 +79,47 @@ def test_a_failed_write_acknowledges_nothing_and_the_log_goes_on(
     assert ids(path) == {"before", "after"}
 
 
+@pytest.mark.parametrize("policy", ["interval", "always"])
+def test_a_failed_write_keeps_the_other_jobs_buffered_completions(
+    tmp_path: Path, policy: str
+) -> None:
+    """The enqueue whose write failed is refused; the completions that rode along are
+    written with the next batch, so those jobs do not run again."""
+    path, disk = tmp_path / "jobs.log", FaultyDisk()
+    with opened(path, fsync=policy, ops=disk) as (log, _):
+        for name in ("a", "b", "c"):
+            log.enqueued(Job(id=name))
+        log.completed("a")  # buffered
+        log.completed("b")
+        disk.write_error = ENOSPC
+        with pytest.raises(PersistenceError, match="were not written"):
+            log.enqueued(Job(id="refused"))  # its batch carries a's and b's completions
+        disk.write_error = None
+    jobs = {s.job.id: s.status for s in recovered(path)}
+    assert jobs == {"a": Status.COMPLETED, "b": Status.COMPLETED, "c": Status.QUEUED}
+
+
+def test_a_queue_on_a_full_disk_reruns_no_finished_job_after_a_clean_close(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    disk = FaultyDisk()
+    monkeypatch.setattr(log_files, "DEFAULT_OPS", disk)
+    path = tmp_path / "jobs.log"
+    with JobQueue(Config(persist_path=path, handler=Recorder(), num_workers=2)) as q:
+        for i in range(20):
+            q.enqueue(Job(id=f"done{i}"))
+        assert q.join(timeout=WAIT)  # their completions wait in the buffer
+        disk.write_error = ENOSPC
+        for i in range(3):
+            with pytest.raises(PersistenceError):
+                q.enqueue(Job(id=f"refused{i}"))
+        disk.write_error = None
+    again = Recorder()
+    with JobQueue(Config(persist_path=path, handler=again)) as q:
+        assert q.join(timeout=WAIT)
+    assert again.runs == []
+
+
 def test_a_short_write_is_truncated_back_to_the_last_good_record(tmp_path: Path) -> None:
     path, disk = tmp_path / "jobs.log", FaultyDisk()
     with opened(path, ops=disk) as (log, _):

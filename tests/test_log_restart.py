@@ -8,9 +8,8 @@ from pathlib import Path
 import pytest
 
 from jobqueue.final import Config, Job, JobQueue, PersistenceError, Status
-from jobqueue.final.log.format import Op, Record
 from tests.helpers import WAIT, Recorder
-from tests.logutil import append_record, opened
+from tests.logutil import opened
 
 
 def test_a_job_finds_its_named_handler_after_a_restart(tmp_path: Path) -> None:
@@ -61,16 +60,11 @@ def test_a_retry_that_fell_due_during_the_downtime_runs_at_once(tmp_path: Path) 
     assert recorder.runs == [b"late"]
 
 
-@pytest.mark.parametrize("old_log", [False, True], ids=["no start record", "old started line"])
-def test_a_run_in_flight_at_a_crash_does_not_use_up_an_attempt(
-    tmp_path: Path, old_log: bool
-) -> None:
+def test_a_run_in_flight_at_a_crash_does_not_use_up_an_attempt(tmp_path: Path) -> None:
     path = tmp_path / "jobs.log"
     with opened(path) as (log, _):
         log.enqueued(Job(id="crashed", payload=b"crashed"))
         log.started("crashed", 1)  # writes nothing; and then the process died
-    if old_log:  # an earlier version wrote the start
-        append_record(path, Record(Op.STARTED, "crashed", attempts=1))
     recorder = Recorder(fail=lambda payload: True)
     config = Config(persist_path=path, handler=recorder, max_retries=1, retry_base_delay=0.01)
     with JobQueue(config) as q:

@@ -6,7 +6,7 @@ queue after a restart.  Two implementations ship:
 
 - :class:`MemoryStorage` (no ``persist_path``): remembers nothing.
 - ``jobqueue.final.log.JobLog``: a JSON-lines append log on local disk
-  (``log.py`` and its ``log_*.py`` helpers; ``docs/durability.md``).
+  (the ``jobqueue/final/log/`` package; ``docs/durability.md``).
 
 The calls, in the order the queue makes them for one job::
 
@@ -26,16 +26,22 @@ Contract for implementations:
   ``enqueued`` raised may still come back after a restart (its record may
   have reached the disk before the failure): at least once, never "acked but
   lost".
-- ``started``, ``retrying``, ``completed`` and ``failed`` may be buffered.
-  Losing one in a crash only means a job runs again, which at-least-once
-  delivery allows.  They raise ``PersistenceError`` if the storage has failed.
-- ``started`` may record nothing at all, as ``JobLog``'s does:
-  ``recover()`` returns a job that was enqueued and never finished the same
-  way whether it had started or not (QUEUED; PROCESSING only from old logs),
-  and ``Job.attempts`` counts failed runs only.  The call stays in the seam
-  for storages that do need it: a store shared by several machines takes a
-  lease here (below), so that another machine re-runs the job if this one
-  dies mid-run.
+- ``retrying`` and ``failed`` are recorded when they return (``JobLog``:
+  handed to the OS, so they survive ``kill -9``): each spends a run of the
+  job's retry budget, and a crash must not give it back.  Across crashes a
+  job then runs at most ``1 + max_retries + (number of crashes)`` times.
+- ``completed`` may be buffered: losing one in a crash only means the job
+  runs again, which at-least-once delivery allows.  A failed write must not
+  lose it either: only the records of the call that failed may be lost.
+  These calls raise ``PersistenceError`` if the storage has failed.
+- ``started`` may record nothing, as ``JobLog``'s does, and this is why the
+  log has no ``started`` record: ``recover()`` returns a job that was
+  enqueued and never finished as QUEUED whether it had started or not, and
+  ``Job.attempts`` counts failed runs only, so a start record would change
+  nothing at recovery; leaving it out saves a record per job.  The call
+  stays in the seam for storages that do need it: a store shared by several
+  machines takes a lease here (below), so that another machine re-runs the
+  job if this one dies mid-run.
 - Every method may be called from several threads at once; ``enqueued``
   from many producers at once (``JobLog`` shares one fsync among them).
 - Payloads are opaque bytes, stored as data (never pickled).  A job names its
@@ -82,7 +88,7 @@ class StoredJob:
     """
 
     job: Job  # ``job.attempts`` counts the runs that ended in failure
-    status: Status  # PROCESSING: in flight at the crash (if the storage records starts)
+    status: Status  # QUEUED, RETRYING (PROCESSING: in flight at a crash, if starts are recorded)
     retry_at: float | None = None  # wall-clock time (``time.time()``) a RETRYING job is due
     error: str | None = None  # the last failure, if any
 
@@ -106,19 +112,20 @@ class Storage(Protocol):
 
     def started(self, job_id: str, attempt: int) -> None:
         """Run number ``attempt`` (1-based) of a job has begun.  May record nothing
-        (``JobLog``); a shared store takes the job's lease here."""
+        (see the module docstring); a shared store takes the job's lease here."""
         ...
 
     def retrying(self, job_id: str, attempts: int, retry_at: float, error: str) -> None:
-        """Record a failed run: ``attempts`` runs used, next one due at ``retry_at``."""
+        """Record a failed run: ``attempts`` runs used, next one due at ``retry_at``.
+        Recorded when it returns."""
         ...
 
     def completed(self, job_id: str) -> None:
-        """Record that a job finished successfully."""
+        """Record that a job finished successfully.  May be buffered."""
         ...
 
     def failed(self, job_id: str, attempts: int, error: str) -> None:
-        """Record that a job exhausted its retries (dead-lettered)."""
+        """Record that a job exhausted its retries (dead-lettered).  Recorded when it returns."""
         ...
 
     def close(self) -> None:

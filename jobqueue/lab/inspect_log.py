@@ -5,9 +5,7 @@ are safe on the log of a running queue (whose last line may then be caught
 mid-write: that shows as a torn last line).
 
 The log does not record that a job started (a job in flight at a crash is
-re-run like a queued one), so ``inspect`` shows running jobs as queued; only
-a log written by an earlier version, which had ``started`` records, can show
-jobs as processing.
+re-run like a queued one), so ``inspect`` shows running jobs as queued.
 
 ``check`` exits 0 for a log a queue would open (a torn last line is tolerated:
 the queue sets it aside), 1 for a damaged or unreadable one.
@@ -31,7 +29,7 @@ from jobqueue.vocabulary import PersistenceError, Priority, Status
 
 __all__ = ["add_check_arguments", "add_inspect_arguments", "run_check", "run_inspect"]
 
-_LIVE = (Status.QUEUED, Status.PROCESSING, Status.RETRYING)
+_LIVE = (Status.QUEUED, Status.RETRYING)
 _MAX_REPORTED = 20  # damaged lines listed by check
 _ADVICE = ": run `jobqueue check` on it"  # how replay's message for a damaged line ends
 
@@ -64,8 +62,6 @@ def run_inspect(args: argparse.Namespace) -> int:
         table.add_column(priority.name, justify="right")
     table.add_column("total", justify="right", style="bold")
     for status in _LIVE:
-        if status is Status.PROCESSING and not any(x.status is status for x in state.live.values()):
-            continue  # only an old log records starts: see the module docstring
         counts = [
             sum(1 for x in state.live.values() if x.status is status and x.job.priority is p)
             for p in Priority
@@ -147,7 +143,7 @@ def _jobs_table(found: Replay, limit: int) -> Table:
         table.add_column(name, justify="right" if name in ("attempts", "payload") else "left")
     now = time.time()
     for x in live[:limit]:
-        due = "" if x.retry_at is None else f"{x.retry_at - now:.1f}s"
+        due = "" if x.retry_at is None else _seconds(x.retry_at - now, ".1f")
         table.add_row(
             escape(_printable(x.job.id)),
             x.status.value,
@@ -155,10 +151,17 @@ def _jobs_table(found: Replay, limit: int) -> Table:
             str(x.job.attempts),
             escape(_printable(x.job.handler or "(default)")),
             f"{len(x.job.payload)} B",
-            f"{now - x.job.created:.0f}s",
+            _seconds(now - x.job.created, ".0f"),
             due,
         )
     return table
+
+
+def _seconds(value: float, spec: str) -> str:
+    """A duration for a table cell; an absurd one (a clock far off) stays short."""
+    if abs(value) >= 1e12:
+        return f"{value:.3g}s"
+    return f"{value:{spec}}s"
 
 
 def _printable(text: str) -> str:

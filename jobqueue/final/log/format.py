@@ -1,14 +1,13 @@
 """The job log's format: one JSON record per line, checksummed.
 
 This module only turns records into bytes and back; ``replay.py`` adds
-records up into state, ``log.py`` appends them to a file.
+records up into state, ``writer.py`` appends them to a file.
 
 A log is a header line, then one line per record, in the order they happened::
 
     {"seq":0,"op":"header","format":"jobqueue.final.log","version":1,"crc":"5362409b"}
     {"seq":1,"op":"enqueued","id":"mail-7","priority":"HIGH","attempts":0,"created":1732783305.25,"handler":"send_email","payload":"eyJ0byI6ICJhQGIuYyJ9","crc":"d18df9fd"}
-    {"seq":2,"op":"started","id":"mail-7","attempt":1,"crc":"3c7147fe"}
-    {"seq":3,"op":"retrying","id":"mail-7","attempts":1,"retry_at":1732783306.25,"error":"TimeoutError('smtp')","crc":"9b658df2"}
+    {"seq":2,"op":"retrying","id":"mail-7","attempts":1,"retry_at":1732783306.25,"error":"TimeoutError('smtp')","crc":"9b658df2"}
 
 - ``seq`` numbers the lines of this file, 0 for the header: a line lost or
   repeated in the middle is caught, not just a damaged one.
@@ -21,6 +20,8 @@ A log is a header line, then one line per record, in the order they happened::
 - Payloads are base64, so any bytes fit in a human-readable line.  Text is
   written with ``ensure_ascii``, so the file is ASCII and any ``str`` id
   (even one with lone surrogates) round-trips.
+- Numbers are finite: ``NaN`` and ``Infinity`` are not JSON, so they are
+  never written (``ValueError``) and a line holding one is damage.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ __all__ = [
     "FORMAT",
     "HEADER_START",
     "VERSION",
+    "Batch",
     "Damage",
     "Op",
     "Record",
@@ -66,7 +68,6 @@ class Op(enum.Enum):
 
     HEADER = "header"
     ENQUEUED = "enqueued"  # the acknowledgement: the whole job
-    STARTED = "started"  # a run began (may be lost in a crash: only means a re-run)
     RETRYING = "retrying"  # a run failed; the next is due at retry_at
     COMPLETED = "completed"
     FAILED = "failed"  # retries exhausted: dead-lettered
@@ -79,13 +80,26 @@ class Record:
     op: Op
     id: str = ""
     job: Job | None = None  # ENQUEUED only
-    attempts: int = 0  # runs used (RETRYING, FAILED) or the run number (STARTED)
+    attempts: int = 0  # runs used (RETRYING, FAILED)
     retry_at: float | None = None  # RETRYING: wall-clock time the next run is due
     error: str | None = None  # RETRYING, FAILED: the last failure
 
 
+#: Records as the writer hands them over: (op, job id, fields), oldest first.
+Batch = list[tuple[Op, str, bytes]]
+
+
 class Damage(Exception):
-    """A line that is not a valid record; ``reason`` says why."""
+    """A line that is not a valid record; its message says why.
+
+    ``whole`` is true for a line that ends in a valid checksum: whatever is
+    wrong with it, a torn write (a prefix of what was written) cannot have
+    produced it, so it is damage even as the last line of a log.
+    """
+
+    def __init__(self, reason: str, *, whole: bool = False) -> None:
+        super().__init__(reason)
+        self.whole = whole
 
 
 def encode(record: Record, seq: int) -> bytes:
@@ -116,8 +130,6 @@ def fields(record: Record) -> bytes:
     if op is Op.ENQUEUED:
         assert record.job is not None
         return enqueued_fields(record.job)
-    if op is Op.STARTED:  # earlier versions wrote it; still read, never written
-        return f',"op":"started","id":{_str(record.id)},"attempt":{record.attempts}'.encode()
     if op is Op.RETRYING:
         assert record.retry_at is not None
         assert record.error is not None
@@ -131,7 +143,7 @@ def enqueued_fields(job: Job) -> bytes:
     payload = base64.b64encode(job.payload).decode("ascii")
     return (
         f',"op":"enqueued","id":{_str(job.id)},"priority":"{_NAMES[job.priority]}",'
-        f'"attempts":{job.attempts},"created":{_num(job.created)},'
+        f'"attempts":{job.attempts},"created":{_num("created", job.created)},'
         f'"handler":{_opt(job.handler)},"payload":"{payload}"'
     ).encode()
 
@@ -146,7 +158,7 @@ def completed_fields(job_id: str) -> bytes:
 def retrying_fields(job_id: str, attempts: int, retry_at: float, error: str) -> bytes:
     return (
         f',"op":"retrying","id":{_str(job_id)},"attempts":{attempts},'
-        f'"retry_at":{_num(retry_at)},"error":{_opt(error)}'
+        f'"retry_at":{_num("retry_at", retry_at)},"error":{_opt(error)}'
     ).encode()
 
 
@@ -162,10 +174,13 @@ def _opt(text: str | None) -> str:
     return "null" if text is None else _str(text)
 
 
-def _num(value: float | None) -> str:
+def _num(name: str, value: float) -> str:
     if type(value) is float and math.isfinite(value):
         return float.__repr__(value)  # what json.dumps writes for a finite float
-    return json.dumps(value)
+    try:
+        return json.dumps(value, allow_nan=False)  # NaN and infinities are not JSON
+    except ValueError:
+        raise ValueError(f"{name} must be a finite number, got {value!r}") from None
 
 
 HEADER_FIELDS = f',"op":"header","format":"{FORMAT}","version":{VERSION}'.encode()
@@ -190,16 +205,32 @@ def decode(line: bytes) -> tuple[int, Record]:
     if tail[8:16] != computed:  # exact bytes: even "A" for "a" is damage
         stored = tail[8:16].decode("ascii", "replace")
         raise Damage(f"checksum mismatch (stored {stored}, computed {computed.decode()})")
+    # From here on the line is whole (its checksum holds): every problem is
+    # damage, never a torn write, and never an exception other than Damage.
     try:
-        fields = json.loads(line)
+        fields = json.loads(line, parse_constant=_no_constant)
+    except RecursionError:  # a valid checksum over absurd nesting: not ours
+        raise Damage("not a record: nested too deeply", whole=True) from None
     except ValueError as exc:  # a valid checksum over invalid JSON: written by a bug
-        raise Damage(f"not JSON: {exc}") from None
+        raise Damage(f"not JSON: {exc}", whole=True) from None
     if not isinstance(fields, dict):
-        raise Damage("not a JSON object")
+        raise Damage("not a JSON object", whole=True)
     try:
         return _int(fields["seq"]), _record(fields)
-    except (AttributeError, KeyError, TypeError, ValueError, binascii.Error) as exc:
-        raise Damage(f"invalid {fields.get('op')!r} record: {exc!r}") from None
+    except (
+        AttributeError,
+        LookupError,
+        OverflowError,
+        RecursionError,
+        TypeError,
+        ValueError,
+        binascii.Error,
+    ) as exc:
+        raise Damage(f"invalid {fields.get('op')!r} record: {exc!r}", whole=True) from None
+
+
+def _no_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def _record(f: dict[str, Any]) -> Record:
@@ -217,23 +248,29 @@ def _record(f: dict[str, Any]) -> Record:
             priority=Priority[f["priority"]],
             payload=base64.b64decode(f["payload"].encode("ascii"), validate=True),
             attempts=_int(f["attempts"]),
-            created=f["created"],
+            created=_time("created", f["created"]),
             handler=f["handler"],
-        )
+        )  # the constructor checks every field, as for a Job built by hand
         return Record(op, job_id, job=job)
-    if op is Op.STARTED:
-        return Record(op, job_id, attempts=_int(f["attempt"]))
     if op is Op.COMPLETED:
         return Record(op, job_id)
     error = f["error"]
     if not isinstance(error, str):
         raise TypeError("error must be a str")
     if op is Op.RETRYING:
-        retry_at = f["retry_at"]
-        if isinstance(retry_at, bool) or not isinstance(retry_at, int | float):
-            raise TypeError("retry_at must be a number")
+        retry_at = _time("retry_at", f["retry_at"])
         return Record(op, job_id, attempts=_int(f["attempts"]), retry_at=retry_at, error=error)
     return Record(op, job_id, attempts=_int(f["attempts"]), error=error)
+
+
+def _time(name: str, value: object) -> float:
+    """A wall-clock time read back: a finite number that fits a float."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be a number, got {value!r}")
+    seconds = float(value)  # OverflowError for an int too large for a float
+    if not math.isfinite(seconds):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    return seconds
 
 
 def _int(value: object) -> int:

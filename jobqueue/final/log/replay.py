@@ -2,9 +2,8 @@
 
 Replay keys state by job id, which is safe because the queue frees an id only
 after that job's ``completed``/``failed`` record (see ``storage.py``).
-:class:`Mirror` is the running log's cheaper copy of the same state, kept only
-for compaction.  Replay never writes: ``log.py`` repairs a torn tail, and
-``jobqueue inspect``/``check`` read through :func:`read_log` and change nothing.
+Replay never writes: ``joblog.py`` repairs a torn tail, and ``jobqueue
+inspect``/``check`` read through :func:`read_log` and change nothing.
 """
 
 from __future__ import annotations
@@ -20,16 +19,12 @@ from jobqueue.final.log.format import (
     Damage,
     Op,
     Record,
-    completed_fields,
     decode,
-    enqueued_fields,
-    failed_fields,
-    retrying_fields,
 )
 from jobqueue.final.storage import StoredJob
 from jobqueue.vocabulary import Job, PersistenceError, Status
 
-__all__ = ["Finished", "Live", "Mirror", "Replay", "State", "read_log", "replay", "scan"]
+__all__ = ["Finished", "Live", "Replay", "State", "read_log", "replay", "scan"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +32,7 @@ class Live:
     """An unfinished job, as the log knows it."""
 
     job: Job  # job.attempts counts the runs that ended in failure
-    status: Status  # QUEUED, PROCESSING or RETRYING
+    status: Status  # QUEUED or RETRYING
     retry_at: float | None = None
     error: str | None = None
     size: int = 0  # bytes its records take in a compacted log
@@ -80,10 +75,8 @@ class State:
         elif old is None:
             if op in (Op.COMPLETED, Op.FAILED):
                 self._finish(record, size)
-        elif op is Op.STARTED:  # the commonest record: built directly, not by replace()
-            self.live[job_id] = Live(old.job, Status.PROCESSING, old.retry_at, old.error, old.size)
         elif op is Op.RETRYING:
-            job = replace(old.job, attempts=record.attempts)
+            job = replace(old.job, attempts=record.attempts)  # Job's checks run again
             # A compacted log keeps one retrying line: count only the first.
             grown = old.size if old.status is Status.RETRYING else old.size + size
             self._set(Live(job, Status.RETRYING, record.retry_at, record.error, grown))
@@ -119,112 +112,6 @@ class State:
         return jobs
 
 
-_SEAL = len('{"seq":1234567,"crc":"00000000"}\n')  # what seal() adds to a record's fields
-
-_ENQUEUED, _COMPLETED, _FAILED, _RETRYING = Op.ENQUEUED, Op.COMPLETED, Op.FAILED, Op.RETRYING
-
-#: A batch of records as the writer hands them over: (op, job id, fields).
-Batch = list[tuple[Op, str, bytes]]
-
-
-class Mirror:
-    """What a compaction of the running log would write, kept up to date as it is written.
-
-    Per live job the fields of its ``enqueued`` record and of its last
-    ``retrying`` (or None); per finished job, the fields of its
-    ``completed``/``failed``.  Compaction renumbers and re-checksums these
-    (``seal``) without decoding anything.  The upkeep is a few dict operations
-    per record, under the writer's mutex, on the enqueue path: that is why it
-    keeps bytes and not :class:`Live` values.  A ``started`` record of an old
-    log is not kept: a job in flight is re-run exactly like a queued one.
-    """
-
-    __slots__ = ("history", "history_limit", "live", "live_bytes")
-
-    def __init__(self, history_limit: int) -> None:
-        self.history_limit = history_limit
-        self.live: dict[str, tuple[bytes, bytes | None]] = {}  # in enqueue order
-        self.history: OrderedDict[str, bytes] = OrderedDict()  # oldest first
-        self.live_bytes = 0  # about what a compacted log would take
-
-    @classmethod
-    def of(cls, state: State) -> Mirror:
-        """The mirror of a replayed log."""
-        mirror = cls(state.history_limit)
-        done = [
-            (Op.COMPLETED if x.status is Status.COMPLETED else Op.FAILED, x.id, _finished(x))
-            for x in state.history.values()
-        ]
-        live = [(Op.ENQUEUED, x.job.id, enqueued_fields(x.job)) for x in state.live.values()]
-        retries = [
-            (Op.RETRYING, x.job.id, retrying_fields(x.job.id, x.job.attempts, x.retry_at, x.error))
-            for x in state.live.values()
-            if x.status is Status.RETRYING and x.retry_at is not None and x.error is not None
-        ]
-        mirror.add(done + live + retries)
-        return mirror
-
-    def add(self, batch: Batch) -> None:
-        """Apply records just written, in order.  Lenient like :meth:`State.apply`."""
-        live, history, grown = self.live, self.history, 0
-        for op, job_id, rest in batch:
-            if op is _ENQUEUED:
-                old = live.get(job_id)
-                live[job_id] = (rest, None)
-                grown += len(rest) + _SEAL
-                if old is not None:  # a live id enqueued again: see State.apply
-                    grown -= _size(old)
-                done = history.pop(job_id, None)
-                if done is not None:  # a finished id enqueued again leaves the history,
-                    grown -= len(done) + _SEAL  # as State.apply's _forget() does
-            elif op is _COMPLETED or op is _FAILED:
-                old = live.pop(job_id, None)
-                if old is not None:
-                    grown -= len(old[0]) + _SEAL if old[1] is None else _size(old)
-                if job_id in history:  # finished before: it moves to the end, as in replay
-                    grown -= len(history.pop(job_id)) + _SEAL
-                history[job_id] = rest
-                grown += len(rest) + _SEAL
-                if len(history) > self.history_limit:
-                    grown -= len(history.popitem(last=False)[1]) + _SEAL
-            elif op is _RETRYING:
-                old = live.get(job_id)
-                if old is not None:
-                    live[job_id] = (old[0], rest)
-                    grown += len(rest) + _SEAL - (_size(old) - len(old[0]) - _SEAL)
-        self.live_bytes += grown
-
-    def copy(self) -> Mirror:
-        """A snapshot for compaction: the values are bytes, so copying the dicts is enough."""
-        mirror = Mirror(self.history_limit)
-        mirror.live, mirror.history = dict(self.live), self.history.copy()
-        mirror.live_bytes = self.live_bytes
-        return mirror
-
-    def fields(self) -> list[bytes]:
-        """The records' fields that rebuild this state: history first, then live jobs.
-
-        History goes first: an id both finished and live again must end live.
-        """
-        rests = list(self.history.values())
-        for enqueued, retrying in self.live.values():
-            rests.append(enqueued)
-            if retrying is not None:
-                rests.append(retrying)
-        return rests
-
-
-def _size(entry: tuple[bytes, bytes | None]) -> int:
-    enqueued, retrying = entry
-    return len(enqueued) + _SEAL + (0 if retrying is None else len(retrying) + _SEAL)
-
-
-def _finished(done: Finished) -> bytes:
-    if done.status is Status.COMPLETED:
-        return completed_fields(done.id)
-    return failed_fields(done.id, done.attempts, done.error)
-
-
 # -- replay ---------------------------------------------------------------------------
 
 
@@ -247,9 +134,12 @@ class Replay:
 def replay(data: bytes, path: str, history_limit: int) -> Replay:
     """Replay a whole log held in ``data``; ``path`` only names it in errors.
 
-    Damage in the last line is a torn write, tolerated: it is reported in
-    ``Replay.torn``.  Damage before it raises ``PersistenceError`` naming the
-    line.  Empty ``data`` is a log not yet begun.
+    A last line that is cut short or fails its checksum is a torn write,
+    tolerated: it is reported in ``Replay.torn``.  Any other damage raises
+    ``PersistenceError`` naming the line: damage before the last line, and a
+    last line that is whole (its checksum holds) yet wrong, say a gap in the
+    sequence numbers where a line was lost.  A torn write cannot produce a
+    whole line.  Empty ``data`` is a log not yet begun.
     """
     state = State(history_limit)
     offset, seq = 0, 0
@@ -265,7 +155,7 @@ def replay(data: bytes, path: str, history_limit: int) -> Replay:
                     f"{path}: not a jobqueue log (line 1 is not a header: {exc}); "
                     "the file was left untouched"
                 ) from None
-            if end < len(data):
+            if end < len(data) or exc.whole:
                 raise PersistenceError(
                     f"{path}: line {seq + 1} (byte {offset}) is damaged: {exc}; "
                     "the file was left untouched: run `jobqueue check` on it"
@@ -285,9 +175,9 @@ def replay(data: bytes, path: str, history_limit: int) -> Replay:
 def _decode_at(line: bytes, seq: int) -> Record:
     found, record = decode(line)
     if found != seq:
-        raise Damage(f"sequence number {found}, expected {seq}")
+        raise Damage(f"sequence number {found}, expected {seq}", whole=True)
     if (seq == 0) != (record.op is Op.HEADER):
-        raise Damage("the header must be the first line, and only the first")
+        raise Damage("the header must be the first line, and only the first", whole=True)
     return record
 
 

@@ -172,6 +172,7 @@ def _run_child_until_acked(
         sys.executable,
         "-m",
         "jobqueue.lab.scenarios.crash_child",
+        "enqueue",
         stage_name,
         str(path),
         str(n),
