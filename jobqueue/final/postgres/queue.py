@@ -80,6 +80,7 @@ class PostgresJobQueue(JobQueue):
         self._picker = FairPicker(config.fairness_tokens)
         self._mutex = threading.Lock()
         self._ready: deque[Claim] = deque()  # claimed for idle workers, not yet started
+        self._held: dict[int, Claim] = {}  # claimed, not yet run to the end: leases to renew
         # Waiters: workers.  Notified by the fetcher (claims arrived) and close().
         self._not_empty = threading.Condition(self._mutex)
         # Waiters: the fetcher.  Notified by a worker going idle, and close().
@@ -90,7 +91,7 @@ class PostgresJobQueue(JobQueue):
         self._counters = Counters(time.monotonic())  # this process's runs: utilization
         self._threads: list[threading.Thread] = []
         self._writer = CompletionWriter(store, url)
-        self._maintenance = Maintenance(store, config)
+        self._maintenance = Maintenance(store, config, self._held_claims)
         if config.num_workers:  # a producer-only process runs no thread at all
             self._fetch_link = Link(url, synchronous_commit=False, listen=CHANNEL)
             self._writer.start()
@@ -223,6 +224,8 @@ class PostgresJobQueue(JobQueue):
             self._closed = True
             unstarted = list(self._ready)
             self._ready.clear()
+            for claim in unstarted:
+                del self._held[claim.seq]
             self._not_empty.notify_all()
             self._wants_jobs.notify_all()
         self._stopped.set()
@@ -273,14 +276,16 @@ class PostgresJobQueue(JobQueue):
                         for _ in conn.notifies(timeout=1.0, stop_after=1):
                             pass
                         continue
-                except psycopg.Error as exc:
+                except Exception as exc:  # the server went away, or a bug: never die of it
                     link.broken()
-                    logger.warning("queue %r: cannot claim jobs: %s", self._store.queue, exc)
+                    log = logger.warning if isinstance(exc, psycopg.Error) else logger.exception
+                    log("queue %r: cannot claim jobs: %s", self._store.queue, exc)
                     self._stopped.wait(0.5)
                     continue
                 with self._mutex:
                     if not self._closed:
                         self._ready.extend(claims)
+                        self._held.update((claim.seq, claim) for claim in claims)
                         self._not_empty.notify(len(claims))
                         continue
                 self._give_back(claims)  # close() ran while we claimed
@@ -308,6 +313,10 @@ class PostgresJobQueue(JobQueue):
         ordered = [by_priority[p].popleft() for p in order if by_priority[p]]
         ordered.extend(claim for rest in by_priority for claim in rest)
         return ordered
+
+    def _held_claims(self) -> list[Claim]:
+        with self._mutex:
+            return list(self._held.values())
 
     def _give_back(self, claims: list[Claim]) -> None:
         if not claims:
@@ -349,6 +358,7 @@ class PostgresJobQueue(JobQueue):
         """Record one run: completions are batched; a retry or failure is written now."""
         with self._mutex:
             self._counters.run_ended(claim.job.priority, started, time.monotonic())
+            self._held.pop(claim.seq, None)
         if error is None:
             self._writer.add(claim)
             return

@@ -349,14 +349,24 @@ class Store:
 
     # -- maintenance (leases.py) --------------------------------------------------
 
-    def renew(self, conn: Conn, lease: float) -> int:
-        """Extend every lease this queue holds, in one UPDATE: the heartbeat."""
+    def renew(self, conn: Conn, claims: Iterable[Claim], lease: float) -> int:
+        """Extend the leases of ``claims`` (the runs this queue holds), in one UPDATE.
+
+        Only the runs the caller names: a claim whose completion the server
+        lost in a crash is still ours in the table, but nobody runs it, so
+        its lease must run out for the job to run again.
+        """
+        seqs, attempts = _tokens(claims)
+        if not seqs:
+            return 0
         cur = conn.execute(
             """
-            UPDATE jobqueue_jobs SET lease_until = now() + %(lease)s * interval '1 second'
-            WHERE queue = %(q)s AND state = 'processing' AND lease_owner = %(owner)s
+            UPDATE jobqueue_jobs j SET lease_until = now() + %(lease)s * interval '1 second'
+            FROM unnest(%(seqs)s::bigint[], %(attempts)s::integer[]) AS c(seq, attempt)
+            WHERE j.seq = c.seq AND j.attempts = c.attempt AND j.lease_owner = %(owner)s
+              AND j.state = 'processing'
             """,
-            {"lease": lease, "q": self.queue, "owner": self.owner},
+            {"lease": lease, "seqs": seqs, "attempts": attempts, "owner": self.owner},
         )
         return cur.rowcount
 
