@@ -256,6 +256,7 @@ class PostgresJobQueue(JobQueue):
     def _fetch(self) -> None:
         """Claim jobs for idle workers until close(); sleep on LISTEN when none is queued."""
         link = self._fetch_link
+        waiting = [0] * len(Priority)  # per priority: 1 if jobs were queued at the last look
         try:
             while True:
                 with self._mutex:
@@ -268,7 +269,9 @@ class PostgresJobQueue(JobQueue):
                     conn = link.get()
                     for _ in conn.notifies(timeout=0):
                         pass  # drop the backlog: the query below sees what they announced
-                    claims = self._claim(conn, wanted)
+                    if not any(waiting):  # else: as the last claim saw it, no round trip
+                        waiting = self._store.waiting(conn)
+                    claims, waiting = self._claim(conn, wanted, waiting)
                     if not claims:
                         # Nothing we could take: sleep until an enqueue's NOTIFY.
                         # The timeout is a fallback; due retries and expired leases
@@ -278,6 +281,7 @@ class PostgresJobQueue(JobQueue):
                         continue
                 except Exception as exc:  # the server went away, or a bug: never die of it
                     link.broken()
+                    waiting = [0] * len(Priority)
                     log = logger.warning if isinstance(exc, psycopg.Error) else logger.exception
                     log("queue %r: cannot claim jobs: %s", self._store.queue, exc)
                     self._stopped.wait(0.5)
@@ -293,18 +297,20 @@ class PostgresJobQueue(JobQueue):
         finally:
             link.close()
 
-    def _claim(self, conn: psycopg.Connection[tuple[object, ...]], wanted: int) -> list[Claim]:
-        """Claim up to ``wanted`` jobs, the priorities chosen by the fair picker."""
-        waiting = self._store.waiting(conn)
+    def _claim(
+        self, conn: psycopg.Connection[tuple[object, ...]], wanted: int, waiting: list[int]
+    ) -> tuple[list[Claim], list[int]]:
+        """Claim up to ``wanted`` jobs, the priorities chosen by the fair picker from
+        ``waiting``; returns them in the picker's order, and ``waiting`` after."""
         if not any(waiting):
-            return []
+            return [], waiting
         order = []
         for _ in range(wanted):
             chosen = self._picker.choose(waiting)
             assert chosen is not None
             order.append(chosen)
         counts = [order.count(p) for p in Priority]
-        claimed = self._store.claim(conn, counts, self._config.lease_timeout)
+        claimed, waiting = self._store.claim(conn, counts, self._config.lease_timeout)
         # Hand them out in the picker's order; a priority that came up short
         # (another process took its jobs) leaves its turns to the rest.
         by_priority: list[deque[Claim]] = [deque() for _ in Priority]
@@ -312,7 +318,7 @@ class PostgresJobQueue(JobQueue):
             by_priority[claim.job.priority].append(claim)
         ordered = [by_priority[p].popleft() for p in order if by_priority[p]]
         ordered.extend(claim for rest in by_priority for claim in rest)
-        return ordered
+        return ordered, waiting
 
     def _held_claims(self) -> list[Claim]:
         with self._mutex:
