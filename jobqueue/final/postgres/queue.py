@@ -272,7 +272,7 @@ class PostgresJobQueue(JobQueue):
                     if not any(waiting):  # else: as the last claim saw it, no round trip
                         waiting = self._store.waiting(conn)
                     claims, waiting = self._claim(conn, wanted, waiting)
-                    if not claims:
+                    if not claims and not self._closed:  # (the drain may have eaten close's NOTIFY)
                         # Nothing we could take: sleep until an enqueue's NOTIFY.
                         # The timeout is a fallback; due retries and expired leases
                         # are re-queued by maintenance, with a NOTIFY too.
