@@ -320,6 +320,36 @@ def test_duplicates_and_status_are_shared(pg_url: str, pg_queue_name: str) -> No
 
 
 @pytest.mark.timeout(60)
+def test_pruned_history_keeps_the_totals(pg_url: str, pg_queue_name: str) -> None:
+    import psycopg
+
+    def rows() -> int:
+        with psycopg.connect(pg_url) as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM jobqueue_jobs WHERE queue = %s", (pg_queue_name,)
+            ).fetchone()
+            return int(row[0]) if row else -1
+
+    fail = {"ok": lambda payload: None, "bad": _raise}
+    with queue(pg_url, pg_queue_name, status_history=2, max_retries=0, handlers=fail) as q:
+        for i in range(8):
+            q.enqueue(Job(id=f"ok{i}", handler="ok"))
+        q.enqueue(Job(id="bad", handler="bad"))
+        assert q.join(timeout=WAIT)
+        q.enqueue(Job(id="last", handler="ok"))
+        assert q.join(timeout=WAIT)
+        eventually(lambda: rows() == 2)  # maintenance pruned the rest
+        m = q.metrics()
+        assert (m.completed, m.failed) == (9, 1)
+        assert q.status("last") is Status.COMPLETED
+        assert q.status("ok0") is None
+
+
+def _raise(payload: bytes) -> None:
+    raise RuntimeError("fails")
+
+
+@pytest.mark.timeout(60)
 def test_a_producer_only_process_runs_nothing(pg_url: str, pg_queue_name: str) -> None:
     with queue(pg_url, pg_queue_name, num_workers=0) as web:
         web.enqueue(Job(id="later", handler="not-known-here"))

@@ -70,18 +70,20 @@ class Store:
         queued jobs.  ``DuplicateJobError`` if its id is live in any process.
 
         The advisory lock makes the count and the insert one step for every
-        producer of this (queue, priority), wherever it runs; the count is a
-        statement of its own so that it sees the commits of the lock's
-        previous holders.  The NOTIFY is delivered at commit, so a woken
-        worker finds the row.
+        producer of this (queue, priority), wherever it runs; the insert is a
+        statement of its own, after the lock, so that its count sees the
+        commits of the lock's previous holders.  A full queue inserts nothing,
+        and the empty transaction commits.  Pipelined: BEGIN, lock, insert and
+        COMMIT go in one round trip.  The NOTIFY is delivered at commit, so a
+        woken worker finds the row.
         """
         try:
-            with conn.transaction():
+            with conn.pipeline(), conn.transaction():
                 conn.execute(
                     "SELECT pg_advisory_xact_lock(hashtext(%s), %s)",
                     (self.queue, int(job.priority)),
                 )
-                row = conn.execute(
+                cur = conn.execute(
                     """
                     INSERT INTO jobqueue_jobs
                         (queue, id, priority, payload, handler, created, state, attempts)
@@ -104,8 +106,8 @@ class Store:
                         "size": queue_size,
                         "channel": CHANNEL,
                     },
-                ).fetchone()
-            return row is not None
+                )
+            return cur.fetchone() is not None
         except psycopg.errors.UniqueViolation:
             state = self.status(conn, job.id, history=0)
             shown = state.value if state is not None else "live"
