@@ -5,6 +5,13 @@ Needs the ``postgres`` extra (psycopg 3).  Read ``queue.py`` first, then
 ``schema.py``.
 """
 
+try:
+    import psycopg  # noqa: F401
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        "Config(postgres_url=...) needs psycopg 3: pip install 'jobqueue[postgres]'"
+    ) from exc
+
 from jobqueue.final.postgres.queue import PostgresJobQueue
 
 __all__ = ["PostgresJobQueue"]

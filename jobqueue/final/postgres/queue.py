@@ -75,8 +75,12 @@ class PostgresJobQueue(JobQueue):
         self._store = store = Store(config.queue_name)
         self._handlers = Handlers(config)
         self._pool = Pool(url)
-        with self._pool.connection(f"open queue {config.queue_name!r}") as conn:
-            ensure_schema(conn, config.queue_name)
+        try:
+            with self._pool.connection(f"open queue {config.queue_name!r}") as conn:
+                ensure_schema(conn, config.queue_name)
+        except BaseException:
+            self._pool.close()
+            raise
         self._picker = FairPicker(config.fairness_tokens)
         self._mutex = threading.Lock()
         self._ready: deque[Claim] = deque()  # claimed for idle workers, not yet started
