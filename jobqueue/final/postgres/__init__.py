@@ -1,7 +1,8 @@
 """``final`` on PostgreSQL: ``JobQueue(Config(postgres_url=...))``, shared by processes.
 
 Needs the ``postgres`` extra (psycopg 3).  Read ``queue.py`` first, then
-``store.py`` (every SQL statement), ``leases.py``, ``completions.py`` and
+``store.py`` (the SQL of enqueue, claims and outcomes), ``leases.py`` and
+``chores.py`` (leases, retries, pruning), ``completions.py`` and
 ``schema.py``.
 """
 

@@ -31,6 +31,7 @@ from collections.abc import Callable
 import psycopg
 
 from jobqueue.final.config import Config
+from jobqueue.final.postgres.chores import Chores
 from jobqueue.final.postgres.connections import Link
 from jobqueue.final.postgres.store import Claim, Store
 
@@ -49,6 +50,7 @@ class Maintenance(threading.Thread):
         super().__init__(name=f"jobqueue-pg-maintenance-{store.queue}", daemon=True)
         assert config.postgres_url is not None
         self._store = store
+        self._chores_sql = Chores(store)
         self._config = config
         self._held = held  # the runs whose leases the heartbeat renews
         self._link = Link(config.postgres_url)
@@ -95,13 +97,13 @@ class Maintenance(threading.Thread):
                 try:
                     if now >= next_beat:
                         next_beat = now + self._heartbeat
-                        self._store.renew(self._link.get(), self._held(), self._lease)
+                        self._chores_sql.renew(self._link.get(), self._held(), self._lease)
                     if now >= next_poll:
                         next_poll = now + self._poll
                         self._chores()
                     if now >= next_prune:
                         next_prune = now + _PRUNE_EVERY
-                        self._store.prune(self._link.get(), self._config.status_history)
+                        self._chores_sql.prune(self._link.get(), self._config.status_history)
                 except Exception as exc:  # the server went away, or a bug: never die of it
                     self._link.broken()
                     log = logger.warning if isinstance(exc, psycopg.Error) else logger.exception
@@ -113,7 +115,7 @@ class Maintenance(threading.Thread):
 
     def _chores(self) -> None:
         conn = self._link.get()
-        requeued, failed = self._store.reap(conn, 1 + self._config.max_retries)
+        requeued, failed = self._chores_sql.reap(conn, 1 + self._config.max_retries)
         if requeued or failed:
             logger.warning(
                 "queue %r: %d expired leases: %d jobs queued again, %d failed for good",
@@ -122,7 +124,7 @@ class Maintenance(threading.Thread):
                 requeued,
                 failed,
             )
-        self._store.promote_due(conn)
-        due_in = self._store.next_retry_in(conn)  # retries scheduled by any process
+        self._chores_sql.promote_due(conn)
+        due_in = self._chores_sql.next_retry_in(conn)  # retries scheduled by any process
         if due_in is not None:
             self.retry_at(time.monotonic() + due_in)

@@ -1,4 +1,5 @@
-"""Every SQL statement the PostgreSQL queue runs, one method each.
+"""The SQL of producers, claims and run outcomes, one method each
+(the maintenance statements are in chores.py).
 
 ``Store`` is the seam between the queue's threads and the database: its
 methods are its contract, and none of them holds a lock of the queue.  Each
@@ -25,7 +26,7 @@ import psycopg
 
 from jobqueue.vocabulary import DuplicateJobError, Job, Priority, Status
 
-__all__ = ["CHANNEL", "Claim", "Conn", "Store", "connect"]
+__all__ = ["CHANNEL", "Claim", "Conn", "Store", "connect", "tokens"]
 
 logger = logging.getLogger(__name__)
 
@@ -214,7 +215,7 @@ class Store:
 
     def release(self, conn: Conn, claims: Iterable[Claim]) -> int:
         """Give claimed, never started jobs back to the queue, their attempt undone."""
-        seqs, attempts = _tokens(claims)
+        seqs, attempts = tokens(claims)
         if not seqs:
             return 0
         cur = conn.execute(
@@ -246,7 +247,7 @@ class Store:
         A run whose claim is no longer ours (its lease expired and the job was
         re-queued or re-claimed) is skipped: at least once, never overwritten.
         """
-        seqs, attempts = _tokens(claims)
+        seqs, attempts = tokens(claims)
         if not seqs:
             return 0
         applied = conn.execute(
@@ -369,134 +370,9 @@ class Store:
         keys = ("queued", "retrying", "processing", "completed", "failed", "retried")
         return [dict(zip(keys, (int(v) for v in row[1:]), strict=True)) for row in rows]
 
-    # -- maintenance (leases.py) --------------------------------------------------
 
-    def renew(self, conn: Conn, claims: Iterable[Claim], lease: float) -> int:
-        """Extend the leases of ``claims`` (the runs this queue holds), in one UPDATE.
-
-        Only the runs the caller names: a claim whose completion the server
-        lost in a crash is still ours in the table, but nobody runs it, so
-        its lease must run out for the job to run again.
-        """
-        seqs, attempts = _tokens(claims)
-        if not seqs:
-            return 0
-        cur = conn.execute(
-            """
-            UPDATE jobqueue_jobs j SET lease_until = now() + %(lease)s * interval '1 second'
-            FROM unnest(%(seqs)s::bigint[], %(attempts)s::integer[]) AS c(seq, attempt)
-            WHERE j.seq = ANY(%(seqs)s)  -- lets the planner probe the primary key
-              AND j.seq = c.seq AND j.attempts = c.attempt AND j.lease_owner = %(owner)s
-              AND j.state = 'processing'
-            """,
-            {"lease": lease, "seqs": seqs, "attempts": attempts, "owner": self.owner},
-        )
-        return cur.rowcount
-
-    def reap(self, conn: Conn, max_attempts: int) -> tuple[int, int]:
-        """Take back the jobs whose lease expired: (re-queued, failed for good).
-
-        Their holder died, or lost the database for longer than the lease.  A
-        job that has had ``max_attempts`` claims fails instead of running
-        again: the claim that expired was an attempt.
-        """
-        with conn.transaction():
-            rows = conn.execute(
-                """
-                WITH expired AS (
-                    SELECT seq FROM jobqueue_jobs
-                    WHERE queue = %(q)s AND state = 'processing' AND lease_until < now()
-                    FOR UPDATE SKIP LOCKED
-                )
-                UPDATE jobqueue_jobs j
-                SET state = CASE WHEN j.attempts >= %(max)s THEN 'failed' ELSE 'queued' END,
-                    enqueued_at = now(),
-                    finished_at = CASE WHEN j.attempts >= %(max)s THEN now() END,
-                    error = 'lease expired: its worker died or lost the database',
-                    lease_owner = NULL, lease_until = NULL
-                FROM expired WHERE j.seq = expired.seq
-                RETURNING j.priority, j.state
-                """,
-                {"q": self.queue, "max": max_attempts},
-            ).fetchall()
-            requeued = [p for p, state in rows if state == "queued"]
-            failed = sum(state == "failed" for _, state in rows)
-            self._count(conn, retried=requeued)
-            if requeued:
-                conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, self.queue))
-        return len(requeued), failed
-
-    def promote_due(self, conn: Conn) -> int:
-        """Move the retries whose backoff is over back to queued, and wake the workers."""
-        cur = conn.execute(
-            """
-            UPDATE jobqueue_jobs SET state = 'queued', run_after = NULL, enqueued_at = now()
-            WHERE queue = %(q)s AND state = 'retrying' AND run_after <= now()
-            RETURNING pg_notify(%(channel)s, %(q)s)::text
-            """,
-            {"q": self.queue, "channel": CHANNEL},
-        )
-        return cur.rowcount
-
-    def next_retry_in(self, conn: Conn) -> float | None:
-        """Seconds until the earliest retry of the queue is due, or None."""
-        row = conn.execute(
-            "SELECT extract(epoch FROM min(run_after) - now()) FROM jobqueue_jobs"
-            " WHERE queue = %s AND state = 'retrying'",
-            (self.queue,),
-        ).fetchone()
-        return None if row is None or row[0] is None else max(0.0, float(row[0]))
-
-    def prune(self, conn: Conn, history: int) -> int:
-        """Delete the finished rows beyond the newest ``history``, keeping their counts.
-
-        Two statements: the cutoff first, as a value.  As a CTE joined to the
-        DELETE, the planner (expecting one row) ran it once per deleted row.
-        """
-        cutoff = conn.execute(
-            """
-            SELECT finished_at, seq FROM jobqueue_jobs
-            WHERE queue = %(q)s AND state IN ('completed', 'failed')
-            ORDER BY finished_at DESC, seq DESC OFFSET %(h)s LIMIT 1
-            """,
-            {"q": self.queue, "h": history},
-        ).fetchone()
-        if cutoff is None:
-            return 0
-        with conn.transaction():
-            rows = conn.execute(
-                """
-                DELETE FROM jobqueue_jobs
-                WHERE queue = %(q)s AND state IN ('completed', 'failed')
-                  AND (finished_at, seq) <= (%(at)s, %(seq)s)
-                RETURNING priority, state
-                """,
-                {"q": self.queue, "at": cutoff[0], "seq": cutoff[1]},
-            ).fetchall()
-            self._count(
-                conn,
-                completed=[p for p, s in rows if s == "completed"],
-                failed=[p for p, s in rows if s == "failed"],
-            )
-        return len(rows)
-
-    def _count(self, conn: Conn, **columns: list[int]) -> None:
-        """Add one to counter ``name`` per priority listed in ``columns[name]``.
-
-        One UPDATE per priority, in ascending priority: the lock order every
-        transaction keeps, so two of them never deadlock on these rows.
-        """
-        for p in Priority:
-            deltas = {name: ps.count(p) for name, ps in columns.items() if p in ps}
-            if deltas:
-                assignments = ", ".join(f"{name} = {name} + %s" for name in deltas)
-                conn.execute(
-                    f"UPDATE jobqueue_counts SET {assignments} WHERE queue = %s AND priority = %s",
-                    (*deltas.values(), self.queue, int(p)),
-                )
-
-
-def _tokens(claims: Iterable[Claim]) -> tuple[list[int], list[int]]:
+def tokens(claims: Iterable[Claim]) -> tuple[list[int], list[int]]:
+    """The claim tokens of ``claims``, as two arrays for ``unnest``: (seqs, attempts)."""
     seqs: list[int] = []
     attempts: list[int] = []
     for claim in claims:
