@@ -61,7 +61,7 @@ __all__ = ["PostgresJobQueue"]
 
 logger = logging.getLogger(__name__)
 
-_POLL_MIN, _POLL_MAX = 0.005, 0.1  # join() and a full queue poll, backing off between these
+_POLL_MIN, _POLL_MAX = 0.005, 0.05  # join() and a full queue poll, backing off between these
 
 
 class PostgresJobQueue(JobQueue):
@@ -89,6 +89,12 @@ class PostgresJobQueue(JobQueue):
         self._not_empty = threading.Condition(self._mutex)
         # Waiters: the fetcher.  Notified by a worker going idle, and close().
         self._wants_jobs = threading.Condition(self._mutex)
+        # Waiters: producers blocked on a full priority.  Notified by the
+        # fetcher when it claims (room, unless another producer takes it
+        # first) and by close().  Room made by other processes is found by
+        # polling: they send no NOTIFY for it.
+        self._has_room = threading.Condition(self._mutex)
+        self._producers_waiting = 0
         self._idle_workers = 0
         self._closed = False
         self._stopped = threading.Event()  # set by close(): ends join()'s and enqueue's polls
@@ -166,7 +172,14 @@ class PostgresJobQueue(JobQueue):
                     f"{self._config.queue_name!r} is full ({self._config.queue_size} "
                     f"jobs) after {timeout}s"
                 )
-            self._stopped.wait(pause if remaining is None else min(pause, remaining))
+            with self._mutex:
+                if self._closed:
+                    raise QueueClosed(f"cannot enqueue job {job.id!r}: the queue is closed")
+                self._producers_waiting += 1
+                try:
+                    self._has_room.wait(pause if remaining is None else min(pause, remaining))
+                finally:
+                    self._producers_waiting -= 1
             pause = min(_POLL_MAX, pause * 2)
 
     def status(self, job_id: str) -> Status | None:
@@ -232,6 +245,7 @@ class PostgresJobQueue(JobQueue):
                 del self._held[claim.seq]
             self._not_empty.notify_all()
             self._wants_jobs.notify_all()
+            self._has_room.notify_all()
         self._stopped.set()
         self._give_back(unstarted)
         if self._config.num_workers:
@@ -294,6 +308,8 @@ class PostgresJobQueue(JobQueue):
                     if not self._closed:
                         self._ready.extend(claims)
                         self._held.update((claim.seq, claim) for claim in claims)
+                        if self._producers_waiting:
+                            self._has_room.notify_all()
                         self._not_empty.notify(len(claims))
                         continue
                 self._give_back(claims)  # close() ran while we claimed
