@@ -9,11 +9,18 @@ The threads of one process:
 - workers (``num_workers``) run handlers, one claimed job at a time;
 - the fetcher claims jobs for idle workers: as many as there are idle
   workers, never more, so a claimed job is a started job (its PROCESSING
-  status is true) and a busy process hoards nothing another could run.  It
-  sleeps on LISTEN until an enqueue's NOTIFY, not in a poll;
+  status is true) and a busy process hoards nothing another could run.  So
+  ``num_workers`` is also the largest claim: for short jobs, more workers
+  mean fewer round trips per job.  It sleeps on LISTEN until an enqueue's
+  NOTIFY, not in a poll;
 - the completion writer (completions.py) batches completions;
 - maintenance (leases.py): the lease heartbeat, the reaper of expired leases,
   due retries, pruning.
+
+Processes that share a queue should share its settings: the handlers, by
+name (a job names its handler, or runs the default ``Config.handler`` of
+whichever process claims it), and ``max_retries`` (the process that ends a
+run, or reaps an expired lease, applies its own).
 
 Fairness: the fetcher asks the same ``FairPicker`` as the in-process queue
 which priorities to claim, given which priorities have jobs queued in the

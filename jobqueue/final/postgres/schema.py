@@ -1,7 +1,7 @@
 """The tables, created on first open and versioned so that a later release can migrate.
 
-One row per job *run history*: ``jobqueue_jobs`` holds every job of every
-queue, live or finished, told apart by ``state`` (the values of
+One row per accepted job: ``jobqueue_jobs`` holds every job of every queue,
+live or finished, told apart by ``state`` (the values of
 :class:`~jobqueue.vocabulary.Status`).  A job id may come back after it
 finished, so ``id`` is unique only among the live rows of a queue: that is
 the partial unique index which turns a duplicate enqueue from any process
