@@ -227,14 +227,16 @@ def test_kill_9_again_and_again_loses_no_job(
 ) -> None:
     done = tmp_path / "done.txt"
     jobs, kills = 600, 3
+    steady = children("work", pg_url, pg_queue_name, done, 1, LEASE, "slow")
     with queue(pg_url, pg_queue_name, num_workers=0, queue_size=jobs) as producer:
-        for n in range(jobs):
-            producer.enqueue(Job(id=f"j{n}", payload=f"j{n}".encode(), handler="record"))
-        steady = children("work", pg_url, pg_queue_name, done, 2, LEASE, "slow")
-        for _ in range(kills):
+        for kill in range(kills):
             victim = children("work", pg_url, pg_queue_name, done, 2, LEASE, "slow")
             victim.expect("ready")
-            for _ in range(20):  # mid-stream: it has claimed, run and completed jobs
+            # This round's jobs arrive while the victim works: it gets its share.
+            for n in range(jobs // kills):
+                job_id = f"r{kill}-{n}"
+                producer.enqueue(Job(id=job_id, payload=job_id.encode(), handler="record"))
+            for _ in range(5):  # mid-stream: it has claimed, run and completed jobs
                 victim.expect_prefix("start ")
             victim.kill()  # kill -9 while its workers run jobs
         assert producer.join(timeout=WAIT + 10 * LEASE + jobs * 0.02)
