@@ -11,7 +11,7 @@ not at all), so the parent counts runs across processes.  Modes:
   takes a few milliseconds; with either, each start is also printed as
   ``start ID``, so the parent can kill this process mid-job.
 - ``produce URL QUEUE COUNT PREFIX``: a producer-only queue (num_workers=0)
-  that enqueues ``COUNT`` jobs and prints ``produced``.
+  that enqueues ``COUNT`` jobs, from three threads, and prints ``produced``.
 - ``open URL QUEUE``: open a queue (creating the schema) and print ``opened``.
 """
 
@@ -66,12 +66,22 @@ def work(url: str, queue: str, done: str, *options: str) -> None:
 
 def produce(url: str, queue: str, count: str, prefix: str) -> None:
     config = Config(postgres_url=url, queue_name=queue, num_workers=0, queue_size=100_000)
-    with JobQueue(config) as q:
-        for n in range(int(count)):
+
+    def enqueue_every_third(q: JobQueue, first: int) -> None:
+        for n in range(first, int(count), 3):
             job_id = f"{prefix}-{n}"
             q.enqueue(
                 Job(id=job_id, priority=Priority(n % 3), payload=job_id.encode(), handler="record")
             )
+
+    with JobQueue(config) as q:
+        # One thread per priority: enqueues of one priority serialize on its
+        # bound's lock, so three threads commit side by side.
+        threads = [threading.Thread(target=enqueue_every_third, args=(q, p)) for p in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
     say("produced")
 
 
