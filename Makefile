@@ -30,13 +30,14 @@ $(VENV)/.report: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e .
 	touch $@
 
+# The tests run final on PostgreSQL too, so they need its driver (the postgres extra).
 $(VENV)/.test: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test,postgres]'
 	touch $@
 
 # mypy checks the tests too, so lint needs the test extra beside the dev tools.
 $(VENV)/.lint: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[test,dev]'
+	$(BIN)/python -m pip install --quiet -e '.[test,dev,postgres]'
 	touch $@
 
 # The figures of docs/, redrawn from the committed JSON; matplotlib is the `docs` extra.

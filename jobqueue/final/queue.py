@@ -74,6 +74,14 @@ logger = logging.getLogger(__name__)
 class JobQueue:
     """A fixed pool of worker threads draining three bounded priority queues, fairly."""
 
+    def __new__(cls, config: vocabulary.Config | None = None) -> JobQueue:
+        # Config(postgres_url=...) gets the queue that processes share (final/postgres/).
+        if cls is JobQueue and getattr(config, "postgres_url", None) is not None:
+            from jobqueue.final.postgres import PostgresJobQueue
+
+            return super().__new__(PostgresJobQueue)
+        return super().__new__(cls)
+
     def __init__(self, config: vocabulary.Config | None = None) -> None:
         self._config = config = final_config(config)
         # Fix: one bounded deque per priority, indexed by Priority (HIGH = 0).

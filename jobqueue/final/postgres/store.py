@@ -1,0 +1,381 @@
+"""The SQL of producers, claims and run outcomes, one method each
+(the maintenance statements are in chores.py).
+
+``Store`` is the seam between the queue's threads and the database: its
+methods are its contract, and none of them holds a lock of the queue.  Each
+takes the connection to run on, because each thread of the queue owns one
+(psycopg connections serialize their users).
+
+The claim token: a claim sets ``lease_owner`` to the claiming queue's uuid
+and adds one to ``attempts``, so (``seq``, ``lease_owner``, ``attempts``)
+names one claim of one job.  Every write that ends a run (completed,
+retrying, failed, released) carries the token in its ``WHERE``: a worker
+whose lease expired, and whose job another process claimed since, matches no
+row, so it cannot overwrite the newer run's state.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+from jobqueue.vocabulary import DuplicateJobError, Job, Priority, Status
+
+__all__ = ["CHANNEL", "Claim", "Conn", "Store", "connect", "tokens"]
+
+logger = logging.getLogger(__name__)
+
+Conn = psycopg.Connection[tuple[Any, ...]]
+
+#: The NOTIFY channel; the payload is the queue name.  One channel for every
+#: queue keeps LISTEN simple; a worker woken for another queue claims nothing.
+CHANNEL = "jobqueue"
+
+
+def connect(url: str, *, synchronous_commit: bool = True) -> Conn:
+    """An autocommit connection.  ``synchronous_commit=False`` for writes a crash may lose:
+    claims and completions, whose loss only means a re-run (at least once)."""
+    conn = psycopg.connect(url, autocommit=True)
+    if not synchronous_commit:
+        conn.execute("SET synchronous_commit = off")
+    return conn
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """One claimed run of a job: the job as the handler sees it, and the claim token."""
+
+    seq: int
+    attempt: int  # 1 on the first run; with seq and the owner, the claim token
+    job: Job  # job.attempts = runs before this one
+
+
+class Store:
+    """The SQL of one queue (``queue``), as run by one ``JobQueue`` (``owner``)."""
+
+    __slots__ = ("owner", "queue")
+
+    def __init__(self, queue: str) -> None:
+        self.queue = queue
+        self.owner = uuid.uuid4()  # this JobQueue's claims, in lease_owner
+
+    # -- producers ----------------------------------------------------------------
+
+    def enqueue(self, conn: Conn, job: Job, queue_size: int) -> bool:
+        """Insert ``job`` and commit; False if its priority already has ``queue_size``
+        queued jobs.  ``DuplicateJobError`` if its id is live in any process.
+
+        The advisory lock makes the count and the insert one step for every
+        producer of this (queue, priority), wherever it runs; the insert is a
+        statement of its own, after the lock, so that its count sees the
+        commits of the lock's previous holders.  A full queue inserts nothing,
+        and the empty transaction commits.  Pipelined: BEGIN, lock, insert and
+        COMMIT go in one round trip.  The NOTIFY is delivered at commit, so a
+        woken worker finds the row.
+        """
+        try:
+            with conn.pipeline(), conn.transaction():
+                conn.execute(
+                    "SELECT pg_advisory_xact_lock(hashtext(%s), %s)",
+                    (self.queue, int(job.priority)),
+                )
+                cur = conn.execute(
+                    """
+                    INSERT INTO jobqueue_jobs
+                        (queue, id, priority, payload, handler, created, state, attempts)
+                    SELECT %(q)s, %(id)s, %(p)s, %(payload)s, %(handler)s, %(created)s,
+                           'queued', %(attempts)s
+                    WHERE (SELECT count(*) FROM (
+                               SELECT 1 FROM jobqueue_jobs
+                               WHERE queue = %(q)s AND state = 'queued' AND priority = %(p)s
+                               LIMIT %(size)s) AS waiting) < %(size)s
+                    RETURNING pg_notify(%(channel)s, %(q)s)::text
+                    """,
+                    {
+                        "q": self.queue,
+                        "id": job.id,
+                        "p": int(job.priority),
+                        "payload": job.payload,
+                        "handler": job.handler,
+                        "created": job.created,
+                        "attempts": job.attempts,
+                        "size": queue_size,
+                        "channel": CHANNEL,
+                    },
+                )
+            return cur.fetchone() is not None
+        except psycopg.errors.UniqueViolation:
+            state = self.status(conn, job.id, history=0)
+            shown = state.value if state is not None else "live"
+            raise DuplicateJobError(
+                f"cannot enqueue job {job.id!r}: it is still {shown} in queue {self.queue!r}"
+            ) from None
+
+    # -- the fetcher -------------------------------------------------------------
+
+    def waiting(self, conn: Conn) -> list[int]:
+        """For each priority, 1 if a job of it is queued, else 0: what the picker needs."""
+        row = conn.execute(
+            """
+            SELECT EXISTS (SELECT 1 FROM jobqueue_jobs
+                           WHERE queue = %(q)s AND state = 'queued' AND priority = 0),
+                   EXISTS (SELECT 1 FROM jobqueue_jobs
+                           WHERE queue = %(q)s AND state = 'queued' AND priority = 1),
+                   EXISTS (SELECT 1 FROM jobqueue_jobs
+                           WHERE queue = %(q)s AND state = 'queued' AND priority = 2)
+            """,
+            {"q": self.queue},
+        ).fetchone()
+        assert row is not None
+        return [int(bool(flag)) for flag in row]
+
+    def claim(
+        self, conn: Conn, wanted: Sequence[int], lease: float
+    ) -> tuple[list[Claim], list[int]]:
+        """Claim up to ``wanted[p]`` queued jobs of each priority, oldest first; and
+        ``waiting()`` as it is after the claim, from the same statement.
+
+        ``FOR UPDATE SKIP LOCKED``: rows another process is claiming right now
+        are passed over, not waited for, so claimers never queue behind each
+        other.  The claim counts as an attempt (River's rule): a job whose run
+        kills its process is not claimed forever.  The flags row (``seq = -1``,
+        a bit per priority in ``attempts``: is there a queued job beyond the
+        ones just claimed?) saves the next claim a round trip.  Its ORDER BY
+        keeps the planner on the ready index: with stale statistics, a plain
+        EXISTS walked the heap past every finished row.
+        """
+        rows = conn.execute(
+            """
+            WITH p0 AS (SELECT seq FROM jobqueue_jobs
+                        WHERE queue = %(q)s AND state = 'queued' AND priority = 0
+                        ORDER BY enqueued_at, seq LIMIT %(n0)s FOR UPDATE SKIP LOCKED),
+                 p1 AS (SELECT seq FROM jobqueue_jobs
+                        WHERE queue = %(q)s AND state = 'queued' AND priority = 1
+                        ORDER BY enqueued_at, seq LIMIT %(n1)s FOR UPDATE SKIP LOCKED),
+                 p2 AS (SELECT seq FROM jobqueue_jobs
+                        WHERE queue = %(q)s AND state = 'queued' AND priority = 2
+                        ORDER BY enqueued_at, seq LIMIT %(n2)s FOR UPDATE SKIP LOCKED),
+                 claimed AS (
+                    UPDATE jobqueue_jobs j
+                    SET state = 'processing', attempts = j.attempts + 1,
+                        lease_owner = %(owner)s,
+                        lease_until = now() + %(lease)s * interval '1 second'
+                    -- = ANY(ARRAY(..)), not a join: a generic plan (psycopg prepares
+                    -- repeated statements) cannot see the LIMITs, expects a thousand
+                    -- rows, and would hash-join the whole table.
+                    WHERE j.seq = ANY (ARRAY (SELECT seq FROM p0 UNION ALL SELECT seq FROM p1
+                                              UNION ALL SELECT seq FROM p2))
+                    RETURNING j.seq, j.attempts, j.id, j.priority, j.payload, j.handler,
+                              j.created)
+            SELECT seq, attempts, id, priority, payload, handler, created FROM claimed
+            UNION ALL
+            SELECT -1,
+                   (EXISTS (SELECT 1 FROM jobqueue_jobs
+                            WHERE queue = %(q)s AND state = 'queued' AND priority = 0
+                            ORDER BY enqueued_at, seq OFFSET %(n0)s LIMIT 1))::integer
+                 + (EXISTS (SELECT 1 FROM jobqueue_jobs
+                            WHERE queue = %(q)s AND state = 'queued' AND priority = 1
+                            ORDER BY enqueued_at, seq OFFSET %(n1)s LIMIT 1))::integer * 2
+                 + (EXISTS (SELECT 1 FROM jobqueue_jobs
+                            WHERE queue = %(q)s AND state = 'queued' AND priority = 2
+                            ORDER BY enqueued_at, seq OFFSET %(n2)s LIMIT 1))::integer * 4,
+                   NULL, NULL, NULL, NULL, NULL
+            """,
+            {
+                "q": self.queue,
+                "n0": wanted[0],
+                "n1": wanted[1],
+                "n2": wanted[2],
+                "owner": self.owner,
+                "lease": lease,
+            },
+        ).fetchall()
+        claims: list[Claim] = []
+        flags = [0] * len(Priority)
+        for seq, attempt, job_id, priority, payload, handler, created in rows:
+            if seq == -1:
+                flags = [(attempt >> p) & 1 for p in Priority]
+                continue
+            job = Job(
+                id=job_id,
+                priority=Priority(priority),
+                payload=bytes(payload),
+                attempts=attempt - 1,
+                created=created,
+                handler=handler,
+            )
+            claims.append(Claim(seq=seq, attempt=attempt, job=job))
+        claims.sort(key=lambda c: c.seq)
+        return claims, flags
+
+    def release(self, conn: Conn, claims: Iterable[Claim]) -> int:
+        """Give claimed, never started jobs back to the queue, their attempt undone."""
+        seqs, attempts = tokens(claims)
+        if not seqs:
+            return 0
+        cur = conn.execute(
+            """
+            UPDATE jobqueue_jobs j
+            SET state = 'queued', attempts = j.attempts - 1, lease_owner = NULL,
+                lease_until = NULL
+            FROM unnest(%(seqs)s::bigint[], %(attempts)s::integer[]) AS c(seq, attempt)
+            WHERE j.seq = ANY(%(seqs)s)  -- lets the planner probe the primary key
+              AND j.seq = c.seq AND j.attempts = c.attempt AND j.lease_owner = %(owner)s
+              AND j.state = 'processing'
+            RETURNING pg_notify(%(channel)s, %(q)s)::text
+            """,
+            {
+                "seqs": seqs,
+                "attempts": attempts,
+                "owner": self.owner,
+                "channel": CHANNEL,
+                "q": self.queue,
+            },
+        )
+        return cur.rowcount
+
+    # -- the writer ---------------------------------------------------------------
+
+    def completed(self, conn: Conn, claims: Iterable[Claim]) -> int:
+        """Mark a batch of runs completed, in one transaction; returns how many applied.
+
+        A run whose claim is no longer ours (its lease expired and the job was
+        re-queued or re-claimed) is skipped: at least once, never overwritten.
+        """
+        seqs, attempts = tokens(claims)
+        if not seqs:
+            return 0
+        applied = conn.execute(
+            """
+            UPDATE jobqueue_jobs j
+            SET state = 'completed', lease_owner = NULL, lease_until = NULL, finished_at = now()
+            FROM unnest(%(seqs)s::bigint[], %(attempts)s::integer[]) AS c(seq, attempt)
+            WHERE j.seq = ANY(%(seqs)s)  -- lets the planner probe the primary key
+              AND j.seq = c.seq AND j.attempts = c.attempt AND j.lease_owner = %(owner)s
+              AND j.state = 'processing'
+            """,
+            {"seqs": seqs, "attempts": attempts, "owner": self.owner},
+        ).rowcount
+        if applied < len(seqs):
+            logger.warning(
+                "queue %r: %d completions came after their lease was lost; "
+                "those jobs run again (at least once)",
+                self.queue,
+                len(seqs) - applied,
+            )
+        return applied
+
+    def retrying(self, conn: Conn, claim: Claim, delay: float, error: str) -> bool:
+        """Schedule the next attempt of a failed run in ``delay`` seconds."""
+        row = conn.execute(
+            """
+            WITH j AS (
+                UPDATE jobqueue_jobs
+                SET state = 'retrying', run_after = now() + %(delay)s * interval '1 second',
+                    lease_owner = NULL, lease_until = NULL, error = %(error)s
+                WHERE seq = %(seq)s AND attempts = %(attempt)s AND lease_owner = %(owner)s
+                  AND state = 'processing'
+                RETURNING priority
+            )
+            UPDATE jobqueue_counts c SET retried = c.retried + 1
+            FROM j WHERE c.queue = %(q)s AND c.priority = j.priority
+            RETURNING 1
+            """,
+            {
+                "delay": delay,
+                "error": error,
+                "seq": claim.seq,
+                "attempt": claim.attempt,
+                "owner": self.owner,
+                "q": self.queue,
+            },
+        ).fetchone()
+        return row is not None
+
+    def failed(self, conn: Conn, claim: Claim, error: str) -> bool:
+        """Mark a run failed for good: its retries are spent."""
+        cur = conn.execute(
+            """
+            UPDATE jobqueue_jobs
+            SET state = 'failed', lease_owner = NULL, lease_until = NULL,
+                error = %(error)s, finished_at = now()
+            WHERE seq = %(seq)s AND attempts = %(attempt)s AND lease_owner = %(owner)s
+              AND state = 'processing'
+            """,
+            {"error": error, "seq": claim.seq, "attempt": claim.attempt, "owner": self.owner},
+        )
+        return cur.rowcount == 1
+
+    # -- readers ------------------------------------------------------------------
+
+    def status(self, conn: Conn, job_id: str, history: int) -> Status | None:
+        """The live state of ``job_id``, else its newest finished state if it is among
+        the newest ``history`` finished jobs of the queue, else None."""
+        row = conn.execute(
+            """
+            SELECT coalesce(
+                (SELECT state FROM jobqueue_jobs
+                 WHERE queue = %(q)s AND id = %(id)s
+                   AND state IN ('queued', 'processing', 'retrying')),
+                (SELECT f.state FROM jobqueue_jobs f
+                 WHERE f.queue = %(q)s AND f.id = %(id)s AND f.state IN ('completed', 'failed')
+                   AND (SELECT count(*) FROM (
+                            SELECT 1 FROM jobqueue_jobs n
+                            WHERE n.queue = %(q)s AND n.state IN ('completed', 'failed')
+                              AND (n.finished_at, n.seq) > (f.finished_at, f.seq)
+                            LIMIT %(h)s) AS newer) < %(h)s
+                 ORDER BY f.finished_at DESC, f.seq DESC LIMIT 1))
+            """,
+            {"q": self.queue, "id": job_id, "h": history},
+        ).fetchone()
+        return None if row is None or row[0] is None else Status(row[0])
+
+    def unfinished(self, conn: Conn) -> bool:
+        """True while any job of the queue is queued, processing or retrying, anywhere."""
+        row = conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM jobqueue_jobs WHERE queue = %s"
+            " AND state IN ('queued', 'processing', 'retrying'))",
+            (self.queue,),
+        ).fetchone()
+        return bool(row is not None and row[0])
+
+    def counts(self, conn: Conn) -> list[dict[str, int]]:
+        """Per priority: queued, retrying, processing, completed, failed, retried.
+
+        One statement, so one snapshot: the numbers agree with each other.
+        """
+        rows = conn.execute(
+            """
+            SELECT c.priority, coalesce(j.queued, 0), coalesce(j.retrying, 0),
+                   coalesce(j.processing, 0), c.completed + coalesce(j.completed, 0),
+                   c.failed + coalesce(j.failed, 0), c.retried
+            FROM jobqueue_counts c
+            LEFT JOIN LATERAL (
+                SELECT count(*) FILTER (WHERE state = 'queued') AS queued,
+                       count(*) FILTER (WHERE state = 'retrying') AS retrying,
+                       count(*) FILTER (WHERE state = 'processing') AS processing,
+                       count(*) FILTER (WHERE state = 'completed') AS completed,
+                       count(*) FILTER (WHERE state = 'failed') AS failed
+                FROM jobqueue_jobs WHERE queue = c.queue AND priority = c.priority
+            ) AS j ON true
+            WHERE c.queue = %s ORDER BY c.priority
+            """,
+            (self.queue,),
+        ).fetchall()
+        keys = ("queued", "retrying", "processing", "completed", "failed", "retried")
+        return [dict(zip(keys, (int(v) for v in row[1:]), strict=True)) for row in rows]
+
+
+def tokens(claims: Iterable[Claim]) -> tuple[list[int], list[int]]:
+    """The claim tokens of ``claims``, as two arrays for ``unnest``: (seqs, attempts)."""
+    seqs: list[int] = []
+    attempts: list[int] = []
+    for claim in claims:
+        seqs.append(claim.seq)
+        attempts.append(claim.attempt)
+    return seqs, attempts
