@@ -258,9 +258,9 @@ def goals(sections: dict[str, Any]) -> list[dict[str, Any]]:
     def figure(row: dict[str, Any] | None, name: str) -> float | None:
         return None if row is None else row.get(name)
 
-    def short_of_rate(key: tuple[str, int]) -> str | None:
+    def short_of_rate(key: tuple[str, int], rows: dict[Any, Any] = latency) -> str | None:
         """Why a latency at a rate does not count: the producer never reached the rate."""
-        row = latency.get(key)
+        row = rows.get(key)
         if row is None or row.get("status") != "ok" or row["achieved_rate"] >= 0.95 * row["rate"]:
             return None
         return f"the producer reached only {row['achieved_rate']:,.0f} of {row['rate']:,.0f} jobs/s"
@@ -360,6 +360,12 @@ def goals(sections: dict[str, Any]) -> list[dict[str, Any]]:
         ),
     ]
     notes = {
+        f"realistic: {real_durable} p99 ≤ 1 ms at 2,000 jobs/s": short_of_rate(
+            (real_durable, 2_000), paced
+        ),
+        f"realistic: {real_durable} p99 ≤ 2 ms at 20,000 jobs/s": short_of_rate(
+            (real_durable, 20_000), paced
+        ),
         f"{durable} p99 ≤ 1 ms at 2,000 jobs/s": short_of_rate((durable, 2_000)),
         f"{durable} p99 ≤ 2 ms at 20,000 jobs/s": short_of_rate((durable, 20_000)),
         "spec: final p99 < 10 ms at 20,000 jobs/s": short_of_rate(("final", 20_000)),
