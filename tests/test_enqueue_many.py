@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from jobqueue.final import Job, PersistenceError
+from jobqueue.final.storage import Storage, StoredJob
 from tests.helpers import WAIT, Gate, Harness, Recorder
 from tests.logutil import opened, recovered
 from tests.test_log_faults import EIO, FaultyDisk
@@ -182,3 +183,43 @@ def test_a_batch_the_disk_refuses_is_not_in_the_log(tmp_path: Path) -> None:
             log.enqueued_many([Job(id=f"j{i}") for i in range(50)])
         disk.write_error = None
     assert [s.job.id for s in recovered(path)] == ["before"]
+
+
+@pytest.mark.gap("priorities")
+def test_a_mixed_batch_runs_high_first(harness: Harness) -> None:
+    q, gate, recorder = held_queue(harness)
+    q.enqueue_many([harness.job("low", "LOW"), harness.job("high", "HIGH")])
+    gate.open()
+    assert q.join(timeout=WAIT)
+    assert recorder.runs == [b"held", b"high", b"low"]
+
+
+def test_a_storage_without_a_batch_call_records_the_jobs_one_by_one() -> None:
+    class OneByOne(Storage):  # no enqueued_many of its own: Storage's default
+        def __init__(self) -> None:
+            self.seen: list[str] = []
+
+        def recover(self) -> list[StoredJob]:
+            return []
+
+        def enqueued(self, job: Job) -> None:
+            self.seen.append(job.id)
+
+        def started(self, job_id: str, attempt: int) -> None:
+            pass
+
+        def retrying(self, job_id: str, attempts: int, retry_at: float, error: str) -> None:
+            pass
+
+        def completed(self, job_id: str) -> None:
+            pass
+
+        def failed(self, job_id: str, attempts: int, error: str) -> None:
+            pass
+
+        def close(self) -> None:
+            pass
+
+    store = OneByOne()
+    store.enqueued_many([Job(id="a"), Job(id="b")])
+    assert store.seen == ["a", "b"]
