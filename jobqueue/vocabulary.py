@@ -308,3 +308,27 @@ def resolve_handler(job: Job, handler: Handler | None, default: Handler | None) 
             "or set Config.handler"
         )
     return resolved
+
+
+def batch_shares(jobs: list[Job], queue_size: int, *, unique_ids: bool) -> list[int]:
+    """Check an ``enqueue_many`` batch; return how many jobs it holds of each priority.
+
+    ``ValueError`` if one priority's share exceeds ``queue_size``: waiting for
+    room for it would wait forever.  With ``unique_ids``, ``DuplicateJobError``
+    for an id the batch holds twice.
+    """
+    shares = [0] * len(Priority)
+    seen: set[str] = set()
+    for job in jobs:
+        if unique_ids:
+            if job.id in seen:
+                raise DuplicateJobError(f"cannot enqueue job {job.id!r}: the batch holds it twice")
+            seen.add(job.id)
+        shares[job.priority] += 1
+    for priority in Priority:
+        if shares[priority] > queue_size:
+            raise ValueError(
+                f"jobs: the batch holds {shares[priority]} {priority.name} jobs, more than "
+                f"queue_size={queue_size}: the {priority.name} queue could never take them all"
+            )
+    return shares

@@ -47,6 +47,12 @@ def test_quick_bench_writes_every_section(
     for row in throughput.values():  # a durable target runs, or says why not
         assert row["status"] == "ok" or row["reason"]
     assert all({"goal", "measured", "met"} <= set(goal) for goal in report["goals"])
+    realistic = report["sections"]["realistic"]
+    keys = {(row["target"], row["batch"]) for row in realistic["rows"]}
+    assert {("final", 1), ("threadpool", 1), ("final", 100)} <= keys
+    for row in realistic["rows"]:  # every figure with its spread across repetitions
+        assert row["status"] != "ok" or row["spread"]["min"] <= row["jobs_per_second"]
+    assert {row["target"] for row in realistic["latency"]} >= {"final", "threadpool"}
 
 
 def test_only_runs_the_sections_asked_for(tmp_path: Path) -> None:

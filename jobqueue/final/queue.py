@@ -31,6 +31,7 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import replace
 from types import TracebackType
 
@@ -46,6 +47,7 @@ from jobqueue.final.status import StatusBook
 from jobqueue.final.storage import MemoryStorage, Storage
 from jobqueue.vocabulary import *  # noqa: F403  (re-exported: see __all__)
 from jobqueue.vocabulary import (
+    DuplicateJobError,
     Handler,
     Job,
     PersistenceError,
@@ -53,6 +55,7 @@ from jobqueue.vocabulary import (
     QueueClosed,
     QueueFull,
     Status,
+    batch_shares,
     check_timeout,
     log_base_exception,
     refuse_inside_handler,
@@ -103,6 +106,11 @@ class JobQueue:
         # worker taking a job of that priority, by an enqueue giving back its
         # reserved slot, and by close().
         self._not_full = tuple(_Condition(self._mutex) for _ in Priority)
+        # Waiters: enqueue_many() batches waiting for room for all their jobs.
+        # Notified (all) by a worker taking a job, by an enqueue giving back
+        # its reserved slots, and by close().  Not one of not_full: a batch
+        # woken without room enough would swallow a notify a lone producer needed.
+        self._room = _Condition(self._mutex)
         # Waiters: join().  Notified when the last unfinished job ends.
         self._all_done = threading.Condition(self._mutex)
         self._unfinished = 0  # accepted (or being accepted), neither finished nor dropped
@@ -189,6 +197,7 @@ class JobQueue:
                 reserved[job.priority] -= 1
                 self._statuses.give_back(job.id)
                 not_full.notify()
+                self._room.notify_all()
                 self._finish()
                 closed = self._closed
             if closed and isinstance(exc, PersistenceError):  # close() shut the log under us
@@ -200,11 +209,86 @@ class JobQueue:
                 # close() ran while the log was written: the job is in the log
                 # (it runs after a restart), but this queue starts nothing new.
                 not_full.notify()
+                self._room.notify_all()
                 self._finish()
                 return
             self._statuses.accepted(job.id)
             waiting.append(entry)
             self._not_empty.notify()
+
+    def enqueue_many(self, jobs: Iterable[Job], timeout: float | None = None) -> None:
+        """Add every job of ``jobs``, each run by the handler it names: all or none.
+
+        As ``enqueue``, and: waits for room for the whole batch; raises
+        ``ValueError`` if one priority's share exceeds ``queue_size``,
+        ``DuplicateJobError`` if an id is in the batch twice or still live.
+        If it raises, no job of the batch was accepted.  With
+        ``persist_path``, the batch costs one write (one fsync under "always").
+        """
+        resolved = [self._handlers.resolve(job, None) for job in jobs]
+        batch = [job for job, _ in resolved]
+        check_timeout(timeout)
+        shares = batch_shares(batch, self._config.queue_size, unique_ids=True)
+        if not batch:
+            return
+        reserved, queues, size = self._reserved, self._queues, self._config.queue_size
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._mutex:
+            # Room for all of it at once: taking slots as they free would let
+            # two half-placed batches wait for each other for ever.
+            while not self._closed and any(
+                n and len(queues[p]) + reserved[p] + n > size for p, n in enumerate(shares)
+            ):
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise QueueFull(
+                        f"cannot enqueue a batch of {len(batch)} jobs: no room for all of it "
+                        f"(queue_size={size} per priority) after {timeout}s"
+                    )
+                self._room.wait(wait_seconds(remaining))
+            if self._closed:
+                raise QueueClosed(f"cannot enqueue {len(batch)} jobs: the queue is closed")
+            taken: list[str] = []
+            try:
+                for job in batch:
+                    self._statuses.take(job.id)  # DuplicateJobError if still live
+                    taken.append(job.id)
+            except DuplicateJobError:
+                for job_id in taken:
+                    self._statuses.give_back(job_id)
+                raise
+            self._unfinished += len(batch)
+            for p, n in enumerate(shares):
+                reserved[p] += n
+        try:
+            self._storage.enqueued_many(batch)  # the acknowledgement, for all of them
+        except BaseException as exc:
+            with self._mutex:
+                for job in batch:
+                    self._statuses.give_back(job.id)
+                self._give_back(shares, len(batch))
+                closed = self._closed
+            if closed and isinstance(exc, PersistenceError):
+                raise QueueClosed(f"cannot enqueue {len(batch)} jobs: the queue is closed") from exc
+            raise
+        with self._mutex:
+            if self._closed:  # as in enqueue_with_handler: in the log, not run here
+                self._give_back(shares, len(batch))
+                return
+            for p, n in enumerate(shares):
+                reserved[p] -= n
+            for job, handler in resolved:
+                self._statuses.accepted(job.id)
+                queues[job.priority].append(_Entry(job, handler))
+            self._not_empty.notify(len(batch))
+
+    def _give_back(self, shares: list[int], count: int) -> None:
+        """An enqueue_many that took slots accepts nothing after all.  Caller holds the mutex."""
+        for p, n in enumerate(shares):
+            self._reserved[p] -= n
+            self._not_full[p].notify(n)
+        self._room.notify_all()
+        self._finish(count)
 
     def status(self, job_id: str) -> Status | None:
         """Fix: status by id.  None for an id this queue never saw (or forgot)."""
@@ -263,6 +347,7 @@ class JobQueue:
                 self._not_empty.notify_all()
                 for not_full in self._not_full:
                     not_full.notify_all()  # blocked producers raise QueueClosed
+                self._room.notify_all()
             if me in self._workers:
                 # A handler closes its own queue: closing the log now would lose
                 # its job's outcome, and the job would run again after a clean
@@ -334,6 +419,8 @@ class JobQueue:
                 self._statuses.set(entry.job.id, Status.PROCESSING)
                 self._counters.run_started(priority, now)
                 self._not_full[priority].notify()
+                if self._room.waiting:  # a batch waits for more room than one slot
+                    self._room.notify_all()
                 return entry
             # Nothing ready: sleep until a notify, or until the next retry is due.
             self._not_empty.wait(self._retries[0][0] - now if self._retries else None)

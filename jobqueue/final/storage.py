@@ -12,6 +12,8 @@ The calls, in the order the queue makes them for one job::
 
     enqueued -> started -> (retrying -> started)* -> completed | failed
 
+(``enqueued_many`` stands for ``enqueued`` when a batch comes in at once.)
+
 Contract for implementations:
 
 - ``recover()`` comes first, once; every other call after it.
@@ -110,6 +112,20 @@ class Storage(Protocol):
         """Record a new job.  Durable when this returns: this is the ack."""
         ...
 
+    def enqueued_many(self, jobs: list[Job]) -> None:
+        """Record several new jobs: ``enqueue_many``'s acknowledgement, for all of them.
+
+        All or none: if it raises ``PersistenceError``, no job of the batch is
+        accepted (some may still come back after a restart, as for
+        ``enqueued``).  ``JobLog`` writes them in one write (one fsync under
+        ``"always"``).  This default, which a storage subclassing ``Storage``
+        inherits, records them one by one: correct, since the queue accepts
+        none of them if one fails, but a storage that can write them together
+        should.
+        """
+        for job in jobs:
+            self.enqueued(job)
+
     def started(self, job_id: str, attempt: int) -> None:
         """Run number ``attempt`` (1-based) of a job has begun.  May record nothing
         (see the module docstring); a shared store takes the job's lease here."""
@@ -140,6 +156,9 @@ class MemoryStorage:
         return []
 
     def enqueued(self, job: Job) -> None:
+        pass
+
+    def enqueued_many(self, jobs: list[Job]) -> None:
         pass
 
     def started(self, job_id: str, attempt: int) -> None:

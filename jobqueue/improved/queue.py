@@ -37,6 +37,7 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import NoReturn
@@ -51,6 +52,7 @@ from jobqueue.vocabulary import (
     QueueClosed,
     QueueFull,
     Status,
+    batch_shares,
     check_timeout,
     log_base_exception,
     refuse_inside_handler,
@@ -111,6 +113,10 @@ class JobQueue:
         # so freeing a LOW slot does not wake HIGH producers.  Notified by a
         # worker taking a job of that priority, and by close().
         self._not_full = tuple(threading.Condition(self._mutex) for _ in Priority)
+        # Waiters: enqueue_many() batches waiting for room for all their jobs.
+        # Notified (all) by a worker taking a job while one waits, and by close().
+        self._room = threading.Condition(self._mutex)
+        self._batches_waiting = 0
         # Waiters: join().  Notified when the last unfinished job ends.
         self._all_done = threading.Condition(self._mutex)
         self._unfinished = 0  # accepted, neither finished nor dropped
@@ -170,6 +176,41 @@ class JobQueue:
             waiting.append(entry)
             self._not_empty.notify()
 
+    def enqueue_many(self, jobs: Iterable[Job], timeout: float | None = None) -> None:
+        """Add every job of ``jobs``, all or none, to be run by ``Config.handler``.
+
+        Waits for room for the whole batch; raises ``ValueError`` if one
+        priority's share exceeds ``queue_size``, and as ``enqueue`` otherwise.
+        Problem: no status by id, so duplicate ids are not detected.
+        """
+        entries = [_Entry(job, resolve_handler(job, None, self._config.handler)) for job in jobs]
+        check_timeout(timeout)
+        shares = batch_shares([e.job for e in entries], self._config.queue_size, unique_ids=False)
+        queues, size = self._queues, self._config.queue_size
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._mutex:
+            # Room for all of it at once, or two half-placed batches could wait for each other.
+            while not self._closed and any(
+                n and len(queues[p]) + n > size for p, n in enumerate(shares)
+            ):
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise QueueFull(
+                        f"cannot enqueue a batch of {len(entries)} jobs: no room for all of it "
+                        f"(queue_size={size} per priority) after {timeout}s"
+                    )
+                self._batches_waiting += 1
+                try:
+                    self._room.wait(wait_seconds(remaining))
+                finally:
+                    self._batches_waiting -= 1
+            if self._closed:
+                raise QueueClosed(f"cannot enqueue {len(entries)} jobs: the queue is closed")
+            self._unfinished += len(entries)
+            for entry in entries:
+                queues[entry.job.priority].append(entry)
+            self._not_empty.notify(len(entries))
+
     def status(self, job_id: str) -> Status | None:
         """Problem: no status by id.  This stage keeps no record of jobs by id."""
         _missing("status()", "jobqueue.final")
@@ -226,6 +267,7 @@ class JobQueue:
                 self._not_empty.notify_all()
                 for not_full in self._not_full:
                     not_full.notify_all()  # blocked producers raise QueueClosed
+                self._room.notify_all()
         deadline = time.monotonic() + self._config.shutdown_timeout
         for worker in self._workers:
             if worker is not me:  # close() from a handler
@@ -259,6 +301,8 @@ class JobQueue:
                     if waiting:
                         self._processing += 1
                         self._not_full[priority].notify()
+                        if self._batches_waiting:
+                            self._room.notify_all()
                         return waiting.popleft()
                 # Nothing ready: sleep until a notify, or until the next retry is due.
                 self._not_empty.wait(self._retries[0][0] - now if self._retries else None)

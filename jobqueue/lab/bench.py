@@ -140,6 +140,8 @@ def _table(title: str, *columns: str, left: int = 1) -> Table:
 def render(summary: dict[str, Any], checked: list[dict[str, Any]]) -> list[Table]:
     """One rich table per section that ran, then the goals."""
     tables = []
+    if "realistic" in summary:
+        tables += _realistic_tables(summary["realistic"])
     if "throughput" in summary:
         tables.append(_throughput_table(summary["throughput"]["rows"]))
     if "latency" in summary:
@@ -155,9 +157,64 @@ def render(summary: dict[str, Any], checked: list[dict[str, Any]]) -> list[Table
     return tables
 
 
+def _span(spread: dict[str, float] | None, shown: str = "{:.2f}") -> str:
+    """A spread across repetitions, as min-max."""
+    if spread is None:
+        return ""
+    return f"{shown.format(spread['min'])}-{shown.format(spread['max'])}"
+
+
+def _realistic_tables(section: dict[str, Any]) -> list[Table]:
+    """The headline: a handler counting under a shared lock, priorities mixed."""
+    table = _table(
+        "Realistic profile: 4 workers, one producer, HIGH/MEDIUM/LOW mixed, a handler "
+        "counting completions under a shared lock (the pool runs the same)",
+        *("target", "batch", "k jobs/s", "min-max", "x pool", "min-max", "x mem"),
+        left=2,
+    )
+    for row in section["rows"]:
+        how = "-" if row["batch"] == 1 else str(row["batch"])
+        if row["status"] != "ok":
+            table.add_row(row["target"], how, f"[yellow]{row['status']}[/]")
+            continue
+        table.add_row(
+            row["target"],
+            how,
+            f"{row['jobs_per_second'] / 1e3:.1f}",
+            _span({k: v / 1e3 for k, v in row["spread"].items()}, "{:.1f}"),
+            _times(row.get("vs_threadpool")),
+            _span(row.get("vs_threadpool_spread"), "{:.1f}"),
+            _times(row.get("vs_final_in_memory")),
+        )
+    table.caption = (
+        "batch -: enqueue per job; n: enqueue_many, n jobs a call; "
+        "x pool: over the pool's single submits, x mem: over final in memory at the same "
+        "batch size, each the median of the ratios within one repetition; min-max: the "
+        "spread across repetitions"
+    )
+    paced = _table(
+        "Realistic latency: enqueue to handler start, paced producer (ms)",
+        *("target", "rate", "reached", "p50", "p99", "p99 min-max"),
+    )
+    for row in section["latency"]:
+        if row["status"] != "ok":
+            paced.add_row(row["target"], _rate(row["rate"]), f"[yellow]{row['status']}[/]")
+            continue
+        paced.add_row(
+            row["target"],
+            _rate(row["rate"]),
+            _rate(row["achieved_rate"]),
+            _ms(row["p50"]),
+            _ms(row["p99"]),
+            _span({k: v * 1e3 for k, v in row["p99_spread"].items()}, "{:.3f}"),
+        )
+    return [table, paced]
+
+
 def _throughput_table(rows: list[dict[str, Any]]) -> Table:
     table = _table(
-        "Throughput: no-op jobs, 4 workers, first enqueue to last completion",
+        "Throughput (second table): no-op jobs, all MEDIUM, 4 workers, first enqueue to "
+        "last completion",
         *("target", "jobs", "jobs/s", "min-max", "x pool", "x in\nmemory"),
     )
     for row in rows:

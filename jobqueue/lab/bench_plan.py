@@ -34,7 +34,11 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-SECTIONS = ("throughput", "latency", "memory", "scaling", "group-commit")
+#: "realistic" is the headline (issue 10's workload); "throughput" the no-op figures.
+SECTIONS = ("realistic", "throughput", "latency", "memory", "scaling", "group-commit")
+
+#: What the realistic profile compares: final in memory and durable, and the pool.
+REALISTIC_TARGETS = ("final", "final-durable-interval", "threadpool")
 
 
 def default_fsync() -> str:
@@ -59,9 +63,12 @@ class Sizes:
     scaling_jobs: int = 0
     group_jobs: int = 0
     group_producers: tuple[int, ...] = ()
+    realistic_jobs: int = 0
+    realistic_batch: int = 100  # enqueue_many's batch size in the realistic profile
 
 
 FULL = Sizes(
+    realistic_jobs=50_000,
     throughput_jobs=50_000,
     always_jobs=10_000,
     latency=((2_000, 3_000), (20_000, 10_000)),
@@ -76,6 +83,7 @@ FULL = Sizes(
 )
 
 QUICK = Sizes(
+    realistic_jobs=300,
     throughput_jobs=300,
     always_jobs=100,
     latency=((2_000, 100), (20_000, 200)),
@@ -135,6 +143,8 @@ def plan(
     durable_default = f"final-durable-{default_fsync()}"
     steps: list[Step] = []
     for rep in range(repeat):
+        if "realistic" in chosen and sizes.realistic_jobs:
+            steps += _realistic(sizes, rep, _only(REALISTIC_TARGETS, mine))
         if "throughput" in chosen:
             for target in _rotate(mine, rep):
                 always = target.endswith("always") and sizes.always_jobs
@@ -185,6 +195,26 @@ def plan(
         for target in _only(flooded, mine):
             run = _bind(measure.flood_rss, target, sizes.flood_jobs)
             steps.append(Step("flood", (target,), 0, run))
+    return steps
+
+
+def _realistic(sizes: Sizes, rep: int, targets: tuple[str, ...]) -> list[Step]:
+    """One repetition of the realistic profile: a counting handler (a shared lock),
+    mixed priorities; single enqueues, then batches, then paced latency."""
+    steps = []
+    jobs, batch = sizes.realistic_jobs, sizes.realistic_batch
+    for target in _rotate(targets, rep):
+        run = _bind(measure.throughput, target, jobs, handler=measure.counting(), mixed=True)
+        steps.append(Step("realistic", (target, 1), rep, run))
+    for target in _rotate(_only(("final", "final-durable-interval"), targets), rep):
+        run = _bind(
+            measure.throughput, target, jobs, handler=measure.counting(), mixed=True, batch=batch
+        )
+        steps.append(Step("realistic", (target, batch), rep, run))
+    for rate, count in sizes.latency:
+        for target in _rotate(targets, rep):
+            run = _bind(measure.latency, target, rate, count, realistic=True)
+            steps.append(Step("realistic-latency", (target, rate), rep, run))
     return steps
 
 

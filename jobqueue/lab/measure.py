@@ -10,6 +10,10 @@ How each figure is taken:
 
 - throughput: ``jobs`` no-op jobs are built first, then the clock runs from
   the first ``enqueue`` to the return of ``join()`` (last completion).
+- the realistic profile (issue 10's workload): the same, with a handler that
+  counts completions under a shared ``threading.Lock`` (``counting()``, the
+  pool given the same), priorities HIGH/MEDIUM/LOW in turn, and optionally
+  ``enqueue_many`` in batches.
 - latency: from the ``perf_counter()`` read just before ``enqueue`` to the
   one read first thing in the handler, which stores it by job index in a
   preallocated list (no lock in the handler).  The producer paces itself by
@@ -53,6 +57,7 @@ __all__ = [
     "LatencyResult",
     "TargetUnavailable",
     "ThroughputResult",
+    "counting",
     "cpu_bound",
     "flood_rss",
     "io_bound",
@@ -74,6 +79,19 @@ PACINGS = ("sleep", "spin")
 
 def no_op(payload: bytes) -> None:
     """The handler of throughput runs: all the time measured is the queue's."""
+
+
+def counting() -> Handler:
+    """A fresh handler that counts its calls under a shared lock: what a real
+    handler does (touch shared state), and what makes workers contend."""
+    lock = threading.Lock()
+    done = [0]
+
+    def handler(payload: bytes) -> None:
+        with lock:
+            done[0] += 1
+
+    return handler
 
 
 def cpu_bound(payload: bytes) -> None:
@@ -150,17 +168,27 @@ def throughput(
     *,
     handler: Handler = no_op,
     producers: int = 1,
+    mixed: bool = False,
+    batch: int = 0,
 ) -> ThroughputResult:
     """Time ``jobs`` jobs through ``target``: first enqueue to last completion.
 
     With ``producers`` > 1, that many threads enqueue a share each, all
-    released at once; this is how group commit is measured.
+    released at once; this is how group commit is measured.  With ``batch``,
+    the one producer hands jobs over ``batch`` at a time (``enqueue_many``).
+    ``mixed``: priorities HIGH, MEDIUM, LOW in turn.
     """
     _check_count("jobs", jobs)
     _check_count("producers", producers)
-    with open_target(target, handler, workers=workers) as t:
+    with open_target(target, handler, workers=workers, mixed=mixed) as t:
         items = [t.item(i, payload) for i in range(jobs)]
-        if producers == 1:
+        if batch:
+            batches = [items[k : k + batch] for k in range(0, jobs, batch)]
+            put_many = t.put_many
+            start = time.perf_counter()
+            for chunk in batches:
+                put_many(chunk)
+        elif producers == 1:
             put = t.put
             start = time.perf_counter()
             for item in items:
@@ -212,6 +240,7 @@ def latency(
     *,
     switch_interval: float | None = None,
     pacing: str = "sleep",
+    realistic: bool = False,
 ) -> LatencyResult:
     """Enqueue ``jobs`` jobs at ``rate`` jobs/s and time each from enqueue to handler start.
 
@@ -219,7 +248,8 @@ def latency(
     run: how long a thread that wants the GIL may have to wait for it.
     ``pacing="spin"`` makes the producer busy-wait between jobs instead of
     sleeping, as a producer busy with other Python work would: it shows what
-    holding the GIL does to the workers.
+    holding the GIL does to the workers.  ``realistic``: the handler also
+    counts under a shared lock, and priorities are mixed (the realistic profile).
     """
     if pacing not in PACINGS:
         raise ValueError(f"pacing must be one of {PACINGS}, got {pacing!r}")
@@ -234,11 +264,18 @@ def latency(
         # The right side runs first: the clock is read before the payload is parsed.
         started[int(payload)] = clock()
 
+    if realistic:
+        count, stamp = counting(), handler
+
+        def handler(payload: bytes) -> None:
+            stamp(payload)
+            count(payload)
+
     previous = sys.getswitchinterval()
     if switch_interval is not None:
         sys.setswitchinterval(switch_interval)
     try:
-        with open_target(target, handler, workers=workers) as t:
+        with open_target(target, handler, workers=workers, mixed=realistic) as t:
             items = [t.item(i, str(i).encode()) for i in range(jobs)]
             put, sleep, interval, spin = t.put, time.sleep, 1.0 / rate, pacing == "spin"
             begin = clock()

@@ -1,10 +1,12 @@
 """What ``jobqueue.lab.measure`` measures: every stage, and ThreadPoolExecutor, as one API.
 
-A :class:`Target` is an open queue (or pool) seen through four calls:
+A :class:`Target` is an open queue (or pool) seen through five calls:
 ``item(i, payload)`` builds what job ``i`` is (a ``Job`` for the queues, the
 payload for the pool), ``put(item)`` hands it over (``enqueue`` / ``submit``),
-``offer(item)`` hands it over without waiting (``False`` if a bounded queue is
-full), and ``join()`` waits until every job handed over has finished.
+``put_many(items)`` hands over a batch (``enqueue_many``; the pool has no
+batch call, so one ``submit`` each), ``offer(item)`` hands it over without
+waiting (``False`` if a bounded queue is full), and ``join()`` waits until
+every job handed over has finished.
 
 Items are built before the clock starts, so a measurement times the queue, not
 the ``Job`` constructor, and ``put`` is the bound method itself, so the
@@ -60,6 +62,7 @@ class Target:
     name: str
     item: Callable[[int, bytes], object]
     put: Callable[[Any], object]
+    put_many: Callable[[list[Any]], object]
     offer: Callable[[Any], bool]
     join: Callable[[], object]
 
@@ -71,13 +74,16 @@ def open_target(
     *,
     workers: int = 4,
     queue_size: int | None = None,
+    mixed: bool = False,
 ) -> Iterator[Target]:
     """Open target ``name`` with ``workers`` threads running ``handler``; close it on exit.
 
     ``queue_size`` (per priority) defaults to each stage's own default; the
-    pool and ``naive`` are unbounded.  A durable target writes its log in a
-    fresh temporary directory, removed on exit.  Raises ``ValueError`` for an
-    unknown name and ``TargetUnavailable`` if the target cannot be opened.
+    pool and ``naive`` are unbounded.  With ``mixed``, job ``i`` has priority
+    HIGH, MEDIUM, LOW in turn (``i % 3``); else every job is MEDIUM.  A
+    durable target writes its log in a fresh temporary directory, removed on
+    exit.  Raises ``ValueError`` for an unknown name and ``TargetUnavailable``
+    if the target cannot be opened.
     """
     if name not in TARGETS:
         raise ValueError(f"target must be one of {TARGETS}, got {name!r}")
@@ -100,9 +106,10 @@ def open_target(
             raise TargetUnavailable(f"{name}: {type(exc).__name__}: {exc}") from exc
         stack.callback(queue.close)
         job_class = stage.Job
+        priorities = list(stage.Priority) if mixed else [stage.Priority.MEDIUM]
 
         def item(i: int, payload: bytes) -> object:
-            return job_class(id=f"j{i}", payload=payload)
+            return job_class(id=f"j{i}", payload=payload, priority=priorities[i % len(priorities)])
 
         def offer(job: object) -> bool:
             try:
@@ -111,7 +118,7 @@ def open_target(
                 return False
             return True
 
-        yield Target(name, item, queue.enqueue, offer, queue.join)
+        yield Target(name, item, queue.enqueue, queue.enqueue_many, offer, queue.join)
 
 
 @contextlib.contextmanager
@@ -129,11 +136,17 @@ def _threadpool(handler: Handler, workers: int) -> Iterator[Target]:
             pool.submit(handler, payload)
             return True  # unbounded: it never refuses
 
+        def put_many(payloads: list[bytes]) -> None:
+            submit = pool.submit
+            for payload in payloads:
+                submit(handler, payload)
+
         yield Target(
             "threadpool",
             item=lambda i, payload: payload,
             # partial, not a lambda: no Python frame added to the loop under test.
             put=functools.partial(pool.submit, handler),  # type: ignore[call-arg]  # mypy's partial plugin miscounts submit(fn, /, *args)
+            put_many=put_many,
             offer=offer,
             join=functools.partial(pool.shutdown, wait=True),
         )

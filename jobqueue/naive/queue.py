@@ -24,6 +24,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import NoReturn
@@ -113,6 +114,21 @@ class JobQueue:
             self._unfinished += 1
             # Problem: never blocks, however many jobs are already waiting.
             self._jobs.put(entry)
+
+    def enqueue_many(self, jobs: Iterable[Job], timeout: float | None = None) -> None:
+        """Add every job of ``jobs``, all or none, to be run by ``Config.handler``.
+
+        Every job is checked before any is put.  Never blocks, as ``enqueue``.
+        """
+        entries = [_Entry(job, resolve_handler(job, None, self._config.handler)) for job in jobs]
+        check_timeout(timeout)
+        with self._mutex:
+            if self._closed:
+                raise QueueClosed(f"cannot enqueue {len(entries)} jobs: the queue is closed")
+            self._unfinished += len(entries)
+            # Problem: unbounded, so no batch is too big and none waits for room.
+            for entry in entries:
+                self._jobs.put(entry)
 
     def status(self, job_id: str) -> Status | None:
         """Not in this stage: it keeps no record of jobs by id."""

@@ -130,6 +130,10 @@ class JobLog:
         # The fields are built before the writer's mutex is taken: it only seals and writes.
         self._writer.write_now(Op.ENQUEUED, job.id, enqueued_fields(job))
 
+    def enqueued_many(self, jobs: list[Job]) -> None:
+        """Every job's line in one write (one fsync under ``"always"``): all or none."""
+        self._writer.write_all_now([(Op.ENQUEUED, job.id, enqueued_fields(job)) for job in jobs])
+
     def started(self, job_id: str, attempt: int) -> None:
         """Writes nothing (see ``storage.py`` for why)."""
 

@@ -200,7 +200,7 @@ class Writer:
         the retry budget (``retrying``, ``failed``).
         """
         if self.group_commit:
-            self._write_together(op, job_id, rest)
+            self._write_together([(op, job_id, rest)])
             return
         with self.mutex:
             # Only the role holder touches the file.  Stand back for the flusher,
@@ -209,6 +209,22 @@ class Writer:
                 self._wait()
             self.check_usable()
             self.pending.append((op, job_id, rest))
+            error = self._lead()
+        if error is not None:
+            raise error
+
+    def write_all_now(self, records: Batch) -> None:
+        """``write_now`` for several records at once: one write (one fsync under
+        ``"always"``), so a batch is written whole or, if the write fails, not at all
+        (a short write is truncated back, as for one record)."""
+        if self.group_commit:
+            self._write_together(records)
+            return
+        with self.mutex:
+            while self.busy or self.wanted:  # as in write_now
+                self._wait()
+            self.check_usable()
+            self.pending.extend(records)
             error = self._lead()
         if error is not None:
             raise error
@@ -291,12 +307,12 @@ class Writer:
 
     # -- writing ------------------------------------------------------------------------
 
-    def _write_together(self, op: Op, job_id: str, rest: bytes) -> None:
+    def _write_together(self, records: Batch) -> None:
         """Group commit (``"always"``): lead a batch, or wait for the leader's."""
         with self.mutex:
             self.check_usable()
             waiter = _Ack()
-            self.pending.append((op, job_id, rest))
+            self.pending.extend(records)
             self.acks.append(waiter)
             while not waiter.done:
                 if self.busy or self.wanted:
