@@ -260,7 +260,7 @@ class PostgresJobQueue(JobQueue):
             self._wants_jobs.notify_all()
             self._has_room.notify_all()
         self._stopped.set()
-        self._give_back(unstarted)
+        self._release_unstarted(unstarted)
         if self._config.num_workers:
             self._wake_fetcher()
         deadline = time.monotonic() + self._config.shutdown_timeout
@@ -325,7 +325,7 @@ class PostgresJobQueue(JobQueue):
                             self._has_room.notify_all()
                         self._not_empty.notify(len(claims))
                         continue
-                self._give_back(claims)  # close() ran while we claimed
+                self._release_unstarted(claims)  # close() ran while we claimed
                 return
         finally:
             link.close()
@@ -357,7 +357,7 @@ class PostgresJobQueue(JobQueue):
         with self._mutex:
             return list(self._held.values())
 
-    def _give_back(self, claims: list[Claim]) -> None:
+    def _release_unstarted(self, claims: list[Claim]) -> None:
         if not claims:
             return
         try:
