@@ -35,7 +35,9 @@ from dataclasses import replace
 from types import TracebackType
 
 from jobqueue import vocabulary
+from jobqueue.final import cancellation, futures, schedule
 from jobqueue.final.config import FSYNC_POLICIES, Config, final_config
+from jobqueue.final.context import JobContext, current_job, enter_worker
 from jobqueue.final.fairness import FairPicker
 from jobqueue.final.handlers import Handlers
 from jobqueue.final.metrics import Counters, Metrics, PriorityMetrics
@@ -48,6 +50,7 @@ from jobqueue.vocabulary import *  # noqa: F403  (re-exported: see __all__)
 from jobqueue.vocabulary import (
     Handler,
     Job,
+    PermanentFailure,
     PersistenceError,
     Priority,
     QueueClosed,
@@ -59,7 +62,15 @@ from jobqueue.vocabulary import (
     wait_seconds,
 )
 
-__all__ = ["FSYNC_POLICIES", "Config", "JobQueue", "Metrics", "PriorityMetrics"]
+__all__ = [
+    "FSYNC_POLICIES",
+    "Config",
+    "JobContext",
+    "JobQueue",
+    "Metrics",
+    "PriorityMetrics",
+    "current_job",
+]
 __all__ += vocabulary.__all__
 
 logger = logging.getLogger(__name__)
@@ -135,7 +146,7 @@ class JobQueue:
         ``PersistenceError`` if the log cannot record it.  When it returns,
         the job is accepted: with ``persist_path``, it is in the log.
         """
-        self.enqueue_with_handler(job, None, timeout)
+        self._enqueue(job, None, timeout, None)
 
     def enqueue_with_handler(
         self, job: Job, handler: Handler | None, timeout: float | None = None
@@ -145,8 +156,44 @@ class JobQueue:
         With ``persist_path``, ``handler`` must be ``Config.handler`` or one
         of ``Config.handlers``: after a restart the job finds it by name.
         """
+        self._enqueue(job, handler, timeout, None)
+
+    def submit(self, job: Job, timeout: float | None = None) -> futures.JobFuture:
+        """Add ``job`` as ``enqueue()`` does, and return a Future of its outcome.
+
+        The future resolves to the handler's return value, or raises the last
+        error once the job failed for good; ``future.cancel()`` cancels the
+        job while it is queued, scheduled or waiting to retry.  It is local to
+        this process: after a restart the job still runs, but no future
+        follows it (``futures.py``).
+        """
+        if not isinstance(job, Job):
+            raise TypeError(f"job must be a Job, got {type(job).__name__}")
+        future = futures.JobFuture(job.id, self._cancel)
+        self._enqueue(job, None, timeout, future)
+        return future
+
+    def cancel(self, job_id: str) -> bool:
+        """Cancel a job that is queued, scheduled or waiting to retry (``cancellation.py``).
+
+        True if it will now never run, not even after a restart; False if it
+        is running, finished or unknown (a running handler is not interrupted).
+        Raises ``PersistenceError`` if the log cannot record the cancellation;
+        the job then stays where it was.
+        """
+        if not isinstance(job_id, str):
+            raise TypeError(f"job_id must be a str, got {type(job_id).__name__}")
+        return self._cancel(job_id, None)
+
+    def _enqueue(
+        self,
+        job: Job,
+        handler: Handler | None,
+        timeout: float | None,
+        future: futures.JobFuture | None,
+    ) -> None:
         job, handler = self._handlers.resolve(job, handler)
-        entry = _Entry(job, handler)
+        entry = _Entry(job, handler) if future is None else _Entry(job, handler, future=future)
         check_timeout(timeout)
         waiting = self._queues[job.priority]
         not_full = self._not_full[job.priority]
@@ -195,6 +242,8 @@ class JobQueue:
                 self._finish()
                 return
             self._statuses.accepted(job.id)
+            if job.run_at is not None and self._schedule(entry):  # delayed: schedule.py
+                return
             waiting.append(entry)
             self._not_empty.notify()
 
@@ -244,6 +293,11 @@ class JobQueue:
             if not self._closed:
                 self._closed = True
                 dropped = sum(len(waiting) for waiting in self._queues) + len(self._retries)
+                orphans = [  # submit()'s futures of the dropped jobs: resolved below
+                    entry
+                    for entry in itertools.chain(*self._queues, (item[2] for item in self._retries))
+                    if entry.future is not None
+                ]
                 for waiting in self._queues:
                     waiting.clear()
                 self._retries.clear()
@@ -255,11 +309,17 @@ class JobQueue:
                 self._not_empty.notify_all()
                 for not_full in self._not_full:
                     not_full.notify_all()  # blocked producers raise QueueClosed
+            else:
+                orphans = []
             if me in self._workers:
                 # A handler closes its own queue: closing the log now would lose
                 # its job's outcome, and the job would run again after a clean
                 # restart.  Its worker closes the log once that is written.
                 self._log_closer = me
+        durable = self._config.persist_path is not None
+        for entry in orphans:
+            assert entry.future is not None
+            futures.abandoned(entry.future, entry.job.id, durable)
         deadline = time.monotonic() + self._config.shutdown_timeout
         for worker in self._workers:
             if worker is not me:  # close() from a handler
@@ -291,7 +351,9 @@ class JobQueue:
         for left, entry in replayed.retries:
             heapq.heappush(self._retries, (now + left, next(self._tie), entry))
             self._retrying[entry.job.priority] += 1
-        self._unfinished = len(replayed.queued) + len(replayed.retries)
+        for left, entry in replayed.scheduled:  # delayed jobs share the heap: schedule.py
+            heapq.heappush(self._retries, (now + left, next(self._tie), entry))
+        self._unfinished = len(replayed.queued) + len(replayed.retries) + len(replayed.scheduled)
         if self._unfinished:
             logger.info(
                 "recovered %d unfinished jobs from %s", self._unfinished, self._config.persist_path
@@ -314,7 +376,8 @@ class JobQueue:
             now = time.monotonic()
             while self._retries and self._retries[0][0] <= now:
                 _, _, due = heapq.heappop(self._retries)
-                self._retrying[due.job.priority] -= 1
+                if self._statuses.get(due.job.id) is Status.RETRYING:  # not SCHEDULED
+                    self._retrying[due.job.priority] -= 1
                 self._statuses.set(due.job.id, Status.QUEUED)
                 # Past the bound on purpose: this job was accepted already.
                 self._queues[due.job.priority].append(due)
@@ -328,19 +391,27 @@ class JobQueue:
                 self._not_full[priority].notify()
                 return entry
             # Nothing ready: sleep until a notify, or until the next retry is due.
-            self._not_empty.wait(self._retries[0][0] - now if self._retries else None)
+            # (wait_seconds: a job may be scheduled for the year 9999.)
+            self._not_empty.wait(wait_seconds(self._retries[0][0] - now) if self._retries else None)
 
-    def _job_done(self, entry: _Entry, error: BaseException | None) -> _Entry | None:
+    def _job_done(
+        self, entry: _Entry, error: BaseException | None, result: object = None
+    ) -> _Entry | None:
         """Record the outcome of one run: success, a retry, or failure for good.
 
         Storage first, memory second: the job's id stays live until its last
         record is written, so a re-enqueue of the same id cannot be logged
         before this job's end (which would hide it on replay).  Returns the
         worker's next job, as ``_next_job`` would: shortcut 3 of ``speed.py``.
+        ``result`` is the handler's return value, for a ``submit()``'s future.
         """
         job = entry.job
         attempts = job.attempts + 1  # runs used, this one included
-        retry = error is not None and attempts <= self._config.max_retries
+        retry = (
+            error is not None
+            and attempts <= self._config.max_retries
+            and not isinstance(error, PermanentFailure)  # the handler said: never again
+        )
         delay = self._config.backoff(attempts) if retry else 0.0
         try:
             if error is None:
@@ -362,7 +433,7 @@ class JobQueue:
                 self._counters.completed[job.priority] += 1
                 self._statuses.finish(job.id, Status.COMPLETED)
             elif retry and not self._closed:
-                again = _Entry(replace(job, attempts=attempts), entry.handler)
+                again = _Entry(replace(job, attempts=attempts), entry.handler, future=entry.future)
                 heapq.heappush(self._retries, (now + delay, next(self._tie), again))
                 self._retrying[job.priority] += 1
                 self._counters.retried[job.priority] += 1
@@ -375,7 +446,67 @@ class JobQueue:
                 self._counters.failed[job.priority] += 1
                 self._statuses.finish(job.id, Status.FAILED)
             self._finish()
-            return self._take()  # may wait: log nothing after it
+            if entry.future is None:
+                return self._take()  # may wait: log nothing after it
+        # submit()'s future (futures.py): the status is final now.  Resolved
+        # outside the mutex, because its callbacks may call this queue.
+        if retry:
+            futures.abandoned(entry.future, job.id, self._config.persist_path is not None)
+        else:
+            futures.resolve(entry.future, error, result)
+        return self._next_job()
+
+    def _cancel(self, job_id: str, future: futures.JobFuture | None) -> bool:
+        """``cancel()``, and ``future.cancel()`` for its own job only (``cancellation.py``)."""
+        with self._mutex:
+            status = self._statuses.get(job_id)
+            if self._closed or status not in cancellation.CANCELLABLE:
+                return False  # running, finished, unknown, or close() dropped it
+            taken = cancellation.take_out(self._queues, self._retries, job_id, future)
+            if taken is None:
+                return False  # its enqueue() has not returned yet, or another job's future
+            priority = taken.entry.job.priority
+            if status is Status.RETRYING:
+                self._retrying[priority] -= 1
+            elif taken.timed is None:
+                self._not_full[priority].notify()  # it gave up its slot
+            self._statuses.set(job_id, Status.CANCELLED)  # still live: the record is not written
+        try:
+            self._storage.cancelled(job_id)
+        except BaseException:
+            with self._mutex:
+                if not self._closed:  # put it back, as it was
+                    cancellation.put_back(self._queues, self._retries, taken)
+                    if status is Status.RETRYING:
+                        self._retrying[priority] += 1
+                    self._statuses.set(job_id, status)
+                    self._not_empty.notify()
+                    raise
+                self._statuses.drop(job_id)  # close() shut the log under us: dropped
+                self._finish()
+            if taken.entry.future is not None:
+                futures.abandoned(taken.entry.future, job_id, self._config.persist_path is not None)
+            return False
+        with self._mutex:
+            self._statuses.finish(job_id, Status.CANCELLED)
+            self._finish()
+        if taken.entry.future is not None:
+            futures.cancelled(taken.entry.future)
+        return True
+
+    def _schedule(self, entry: _Entry) -> bool:
+        """Put a job with a ``run_at`` still ahead in the timer heap; False if it is due.
+
+        Caller holds the mutex (``schedule.py``).
+        """
+        left = schedule.seconds_left(entry.job.run_at)
+        if left <= 0:
+            return False
+        heapq.heappush(self._retries, (time.monotonic() + left, next(self._tie), entry))
+        self._statuses.set(entry.job.id, Status.SCHEDULED)
+        self._not_full[entry.job.priority].notify()  # it holds no slot while it waits
+        self._not_empty.notify()  # a sleeping worker may need a shorter timeout
+        return True
 
     def _finish(self, count: int = 1) -> None:
         """Mark ``count`` jobs finished.  Caller holds the mutex."""
@@ -394,20 +525,23 @@ def _open_storage(config: Config) -> Storage:
 
 def _worker(jq: JobQueue) -> None:
     """Take the next job, fairly, and run it, until close()."""
+    slot = enter_worker(jq)  # current_job(): context.py
     entry = jq._next_job()
     while entry is not None:
-        jq._in_handler.job = entry.job
+        jq._in_handler.job = slot.job = entry.job
         try:
             jq._storage.started(entry.job.id, entry.job.attempts + 1)
         except PersistenceError as exc:  # a lost start record only means a re-run after a crash
             logger.warning("job %r: could not record its start: %s", entry.job.id, exc)
         try:
-            entry.handler(entry.job.payload)
+            result = entry.handler(entry.job.payload)
         except BaseException as exc:
             # A failing handler never kills a worker, whatever it raised.
+            slot.job = None
             log_base_exception(logger, entry.job, exc)
             entry = jq._job_done(entry, exc)
         else:
-            entry = jq._job_done(entry, None)
+            slot.job = None
+            entry = jq._job_done(entry, None, result)
     if jq._log_closer is threading.current_thread():
         jq._storage.close()  # this handler called close(): its outcome is written now

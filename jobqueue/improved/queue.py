@@ -37,6 +37,7 @@ import logging
 import threading
 import time
 from collections import deque
+from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import NoReturn
@@ -47,6 +48,7 @@ from jobqueue.vocabulary import (
     Config,
     Handler,
     Job,
+    PermanentFailure,
     Priority,
     QueueClosed,
     QueueFull,
@@ -150,6 +152,8 @@ class JobQueue:
         """Add ``job``, to be run by ``handler`` (or ``Config.handler`` if None)."""
         entry = _Entry(job, resolve_handler(job, handler, self._config.handler))
         check_timeout(timeout)
+        if job.run_at is not None:
+            _missing("delayed jobs (Job.run_at)", "jobqueue.final")
         waiting = self._queues[job.priority]
         not_full = self._not_full[job.priority]
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -169,6 +173,14 @@ class JobQueue:
             self._unfinished += 1
             waiting.append(entry)
             self._not_empty.notify()
+
+    def submit(self, job: Job, timeout: float | None = None) -> Future[object]:
+        """Not in this stage: it keeps no handle on a job once enqueued."""
+        _missing("submit()", "jobqueue.final")
+
+    def cancel(self, job_id: str) -> bool:
+        """Not in this stage: it keeps no record of jobs by id."""
+        _missing("cancel()", "jobqueue.final")
 
     def status(self, job_id: str) -> Status | None:
         """Problem: no status by id.  This stage keeps no record of jobs by id."""
@@ -267,7 +279,11 @@ class JobQueue:
         """Record the outcome of one run: success, a retry, or failure for good."""
         job = entry.job
         attempts = job.attempts + 1  # runs used, this one included
-        retry = error is not None and attempts <= self._config.max_retries
+        retry = (
+            error is not None
+            and attempts <= self._config.max_retries
+            and not isinstance(error, PermanentFailure)  # the handler said: never again
+        )
         delay = self._config.retry_delay(attempts) if retry else 0.0
         # Log before taking the mutex: a slow log handler must not hold up every worker.
         if error is not None and retry:
