@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from jobqueue.final import Config, Job, JobQueue, Status
+from jobqueue.final import Config, Job, JobQueue, PersistenceError, Status
 from jobqueue.final.log.replay import read_log
 from tests.helpers import WAIT, Gate, Recorder
 from tests.logutil import opened
@@ -33,6 +33,33 @@ def test_a_cancelled_job_does_not_run_after_a_restart(tmp_path: Path) -> None:
         assert q.cancel("x") is False
         assert q.join(timeout=WAIT)
     assert recorder.runs == []
+
+
+def test_a_cancellation_the_log_cannot_record_leaves_the_job_queued(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gate, recorder = Gate(), Recorder()
+    config = Config(
+        persist_path=tmp_path / "jobs.log",
+        handler=recorder,
+        handlers={"gate": gate},
+        num_workers=1,
+    )
+    with JobQueue(config) as q:
+        q.enqueue(Job(id="held", handler="gate"))
+        gate.wait_entered()
+        future = q.submit(Job(id="x", payload=b"x"))
+
+        def disk_full(job_id: str) -> None:
+            raise PersistenceError(f"cannot write the cancellation of {job_id!r}: disk full")
+
+        monkeypatch.setattr(q._storage, "cancelled", disk_full)
+        with pytest.raises(PersistenceError, match="disk full"):
+            q.cancel("x")
+        assert q.status("x") is Status.QUEUED  # put back: it still runs
+        gate.open()
+        assert future.result(timeout=WAIT) is None
+    assert recorder.runs == [b"x"]
 
 
 def test_a_delayed_job_survives_a_restart_with_its_time_intact(tmp_path: Path) -> None:

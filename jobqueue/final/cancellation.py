@@ -13,7 +13,8 @@ CANCELLED), as after any job's last record (see ``storage.py``).  If the
 write fails, the job is put back, at the front of its queue or at its old
 place in the heap, and ``cancel`` raises the ``PersistenceError``.
 
-These functions hold the logic; the queue calls them under its mutex.  They
+:func:`take_out` and :func:`put_back` are the state change, for any store
+that keeps jobs in memory; :func:`cancel` is the queue's whole call.  They
 scan for the job: cancel is rare, and ``enqueue`` pays nothing for it.
 """
 
@@ -23,11 +24,16 @@ import heapq
 from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+from jobqueue.final import futures
 from jobqueue.final.speed import Entry
 from jobqueue.vocabulary import Status
 
-__all__ = ["CANCELLABLE", "Taken", "put_back", "take_out"]
+if TYPE_CHECKING:
+    from jobqueue.final.queue import JobQueue
+
+__all__ = ["CANCELLABLE", "Taken", "cancel", "put_back", "take_out"]
 
 #: The statuses of a job that has not started its (next) run: cancel() takes it out.
 CANCELLABLE = frozenset({Status.QUEUED, Status.SCHEDULED, Status.RETRYING})
@@ -77,3 +83,45 @@ def put_back(queues: tuple[deque[Entry], ...], heap: list[HeapItem], taken: Take
         queues[taken.entry.job.priority].appendleft(taken.entry)
     else:
         heapq.heappush(heap, taken.timed)
+
+
+def cancel(jq: JobQueue, job_id: str, future: Future[object] | None) -> bool:
+    """``jq.cancel(job_id)``; with ``future``, ``future.cancel()``, for that future's job only.
+
+    Works on the queue's state under its mutex, as the queue's worker loop does.
+    """
+    with jq._mutex:
+        status = jq._statuses.get(job_id)
+        if jq._closed or status not in CANCELLABLE:
+            return False  # running, finished, unknown, or close() dropped it
+        taken = take_out(jq._queues, jq._retries, job_id, future)
+        if taken is None:
+            return False  # its enqueue() has not returned yet, or another job's future
+        priority = taken.entry.job.priority
+        if status is Status.RETRYING:
+            jq._retrying[priority] -= 1
+        elif taken.timed is None:
+            jq._not_full[priority].notify()  # it gave up its slot
+        jq._statuses.set(job_id, Status.CANCELLED)  # still live: the record is not written
+    try:
+        jq._storage.cancelled(job_id)
+    except BaseException:
+        with jq._mutex:
+            if not jq._closed:  # put it back, as it was
+                put_back(jq._queues, jq._retries, taken)
+                if status is Status.RETRYING:
+                    jq._retrying[priority] += 1
+                jq._statuses.set(job_id, status)
+                jq._not_empty.notify()
+                raise
+            jq._statuses.drop(job_id)  # close() shut the log under us: dropped
+            jq._finish()
+        if taken.entry.future is not None:
+            futures.abandoned(taken.entry.future, job_id, jq._config.persist_path is not None)
+        return False
+    with jq._mutex:
+        jq._statuses.finish(job_id, Status.CANCELLED)
+        jq._finish()
+    if taken.entry.future is not None:
+        futures.cancelled(taken.entry.future)
+    return True

@@ -24,12 +24,15 @@ no future: a job without one costs one ``is None`` test at its end.
 
 from __future__ import annotations
 
+import itertools
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, InvalidStateError
 
+from jobqueue.final.speed import Entry
 from jobqueue.vocabulary import QueueClosed
 
-__all__ = ["JobFuture", "abandoned", "cancelled", "resolve"]
+__all__ = ["JobFuture", "abandoned", "cancelled", "of", "resolve"]
 
 
 class JobFuture(Future[object]):
@@ -78,3 +81,11 @@ def abandoned(future: Future[object], job_id: str, durable: bool) -> None:
     resolve(
         future, QueueClosed(f"job {job_id!r}: the queue closed before it finished; {where}"), None
     )
+
+
+def of(
+    queues: tuple[deque[Entry], ...], heap: list[tuple[float, int, Entry]]
+) -> list[tuple[str, Future[object]]]:
+    """(job id, future) of every waiting job that has one: what ``close()`` leaves."""
+    waiting = itertools.chain(*queues, (item[2] for item in heap))
+    return [(entry.job.id, entry.future) for entry in waiting if entry.future is not None]

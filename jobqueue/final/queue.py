@@ -159,14 +159,7 @@ class JobQueue:
         self._enqueue(job, handler, timeout, None)
 
     def submit(self, job: Job, timeout: float | None = None) -> futures.JobFuture:
-        """Add ``job`` as ``enqueue()`` does, and return a Future of its outcome.
-
-        The future resolves to the handler's return value, or raises the last
-        error once the job failed for good; ``future.cancel()`` cancels the
-        job while it is queued, scheduled or waiting to retry.  It is local to
-        this process: after a restart the job still runs, but no future
-        follows it (``futures.py``).
-        """
+        """``enqueue(job)``, and a Future of its outcome, local to this process (``futures.py``)."""
         if not isinstance(job, Job):
             raise TypeError(f"job must be a Job, got {type(job).__name__}")
         future = futures.JobFuture(job.id, self._cancel)
@@ -174,16 +167,14 @@ class JobQueue:
         return future
 
     def cancel(self, job_id: str) -> bool:
-        """Cancel a job that is queued, scheduled or waiting to retry (``cancellation.py``).
-
-        True if it will now never run, not even after a restart; False if it
-        is running, finished or unknown (a running handler is not interrupted).
-        Raises ``PersistenceError`` if the log cannot record the cancellation;
-        the job then stays where it was.
-        """
+        """True if a queued, scheduled or retrying job will now never run, even after a
+        restart; False if it is running, finished or unknown (``cancellation.py``)."""
         if not isinstance(job_id, str):
             raise TypeError(f"job_id must be a str, got {type(job_id).__name__}")
         return self._cancel(job_id, None)
+
+    def _cancel(self, job_id: str, future: futures.JobFuture | None) -> bool:
+        return cancellation.cancel(self, job_id, future)  # future.cancel() passes its own
 
     def _enqueue(
         self,
@@ -293,11 +284,7 @@ class JobQueue:
             if not self._closed:
                 self._closed = True
                 dropped = sum(len(waiting) for waiting in self._queues) + len(self._retries)
-                orphans = [  # submit()'s futures of the dropped jobs: resolved below
-                    entry
-                    for entry in itertools.chain(*self._queues, (item[2] for item in self._retries))
-                    if entry.future is not None
-                ]
+                orphans = futures.of(self._queues, self._retries)  # resolved below
                 for waiting in self._queues:
                     waiting.clear()
                 self._retries.clear()
@@ -316,10 +303,8 @@ class JobQueue:
                 # its job's outcome, and the job would run again after a clean
                 # restart.  Its worker closes the log once that is written.
                 self._log_closer = me
-        durable = self._config.persist_path is not None
-        for entry in orphans:
-            assert entry.future is not None
-            futures.abandoned(entry.future, entry.job.id, durable)
+        for job_id, future in orphans:
+            futures.abandoned(future, job_id, self._config.persist_path is not None)
         deadline = time.monotonic() + self._config.shutdown_timeout
         for worker in self._workers:
             if worker is not me:  # close() from a handler
@@ -455,44 +440,6 @@ class JobQueue:
         else:
             futures.resolve(entry.future, error, result)
         return self._next_job()
-
-    def _cancel(self, job_id: str, future: futures.JobFuture | None) -> bool:
-        """``cancel()``, and ``future.cancel()`` for its own job only (``cancellation.py``)."""
-        with self._mutex:
-            status = self._statuses.get(job_id)
-            if self._closed or status not in cancellation.CANCELLABLE:
-                return False  # running, finished, unknown, or close() dropped it
-            taken = cancellation.take_out(self._queues, self._retries, job_id, future)
-            if taken is None:
-                return False  # its enqueue() has not returned yet, or another job's future
-            priority = taken.entry.job.priority
-            if status is Status.RETRYING:
-                self._retrying[priority] -= 1
-            elif taken.timed is None:
-                self._not_full[priority].notify()  # it gave up its slot
-            self._statuses.set(job_id, Status.CANCELLED)  # still live: the record is not written
-        try:
-            self._storage.cancelled(job_id)
-        except BaseException:
-            with self._mutex:
-                if not self._closed:  # put it back, as it was
-                    cancellation.put_back(self._queues, self._retries, taken)
-                    if status is Status.RETRYING:
-                        self._retrying[priority] += 1
-                    self._statuses.set(job_id, status)
-                    self._not_empty.notify()
-                    raise
-                self._statuses.drop(job_id)  # close() shut the log under us: dropped
-                self._finish()
-            if taken.entry.future is not None:
-                futures.abandoned(taken.entry.future, job_id, self._config.persist_path is not None)
-            return False
-        with self._mutex:
-            self._statuses.finish(job_id, Status.CANCELLED)
-            self._finish()
-        if taken.entry.future is not None:
-            futures.cancelled(taken.entry.future)
-        return True
 
     def _schedule(self, entry: _Entry) -> bool:
         """Put a job with a ``run_at`` still ahead in the timer heap; False if it is due.
