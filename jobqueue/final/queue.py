@@ -37,7 +37,7 @@ from types import TracebackType
 from jobqueue import vocabulary
 from jobqueue.final import cancellation, futures, schedule
 from jobqueue.final.config import FSYNC_POLICIES, Config, final_config
-from jobqueue.final.context import JobContext, current_job, enter_worker
+from jobqueue.final.context import enter_worker
 from jobqueue.final.fairness import FairPicker
 from jobqueue.final.handlers import Handlers
 from jobqueue.final.metrics import Counters, Metrics, PriorityMetrics
@@ -62,15 +62,7 @@ from jobqueue.vocabulary import (
     wait_seconds,
 )
 
-__all__ = [
-    "FSYNC_POLICIES",
-    "Config",
-    "JobContext",
-    "JobQueue",
-    "Metrics",
-    "PriorityMetrics",
-    "current_job",
-]
+__all__ = ["FSYNC_POLICIES", "Config", "JobQueue", "Metrics", "PriorityMetrics"]
 __all__ += vocabulary.__all__
 
 logger = logging.getLogger(__name__)
