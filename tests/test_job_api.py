@@ -5,6 +5,7 @@ delayed jobs and PermanentFailure.  ``final`` has them; ``naive`` and
 
 from __future__ import annotations
 
+import concurrent.futures
 import math
 import threading
 import time
@@ -234,6 +235,8 @@ def test_future_cancel_cancels_the_job_only_before_it_runs(queues: list[JobQueue
     assert q.status("queued") is Status.CANCELLED
     with pytest.raises(CancelledError):
         queued.result(timeout=0)
+    done, _ = concurrent.futures.wait([queued], timeout=WAIT)  # counted as done, at once
+    assert done == {queued}
     assert running.cancel() is False
     gate.open()
     assert running.result(timeout=WAIT) is None

@@ -73,6 +73,9 @@ def resolve(future: Future[object], error: BaseException | None, result: object)
 def cancelled(future: Future[object]) -> None:
     """The job was cancelled: mark the future so, waking its waiters."""
     Future.cancel(future)  # the base class's: JobFuture.cancel would cancel the job again
+    # As an executor does for a cancelled future: without it, concurrent.futures.wait()
+    # and as_completed() would not count the future as done.
+    future.set_running_or_notify_cancel()
 
 
 def abandoned(future: Future[object], job_id: str, durable: bool) -> None:
