@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import math
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -271,15 +272,36 @@ def test_cancel_refuses_an_id_that_is_no_str(queues: list[JobQueue]) -> None:
         q.cancel(7)  # type: ignore[arg-type]
 
 
+@pytest.fixture
+def switching() -> Iterator[None]:
+    """Thread switches every 10 µs, not 5 ms: the races below then really interleave."""
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)
+    yield
+    sys.setswitchinterval(before)
+
+
+def spin(n: int) -> None:
+    """Burn a little CPU, more for a larger ``n``: it sweeps the cancel across the race."""
+    for _ in range(n):
+        pass
+
+
 @pytest.mark.timeout(60)
+@pytest.mark.usefixtures("switching")
 def test_cancel_against_start_either_wins_never_both(queues: list[JobQueue]) -> None:
     recorder = Recorder()
-    q = queue(queues, handler=recorder, num_workers=2)
+    q = queue(queues, handler=recorder, num_workers=1)
     outcomes = {True: 0, False: 0}
     for i in range(200):
+        gate = Gate()
+        q.enqueue_with_handler(Job(id=f"hold{i}"), gate)
+        gate.wait_entered()
         job_id = f"j{i}"
         future = q.submit(Job(id=job_id, payload=job_id.encode()))
-        won = future.cancel() if i % 2 else q.cancel(job_id)  # races the workers taking it
+        gate.open()  # the worker now takes the job, as we cancel it
+        spin(i * 30)
+        won = future.cancel() if i % 2 else q.cancel(job_id)
         outcomes[won] += 1
         if won:
             assert future.cancelled()
@@ -294,6 +316,7 @@ def test_cancel_against_start_either_wins_never_both(queues: list[JobQueue]) -> 
 
 
 @pytest.mark.timeout(60)
+@pytest.mark.usefixtures("switching")
 def test_cancel_against_retry_either_wins_never_both(queues: list[JobQueue]) -> None:
     runs: dict[str, int] = {}
     failed_once = threading.Event()
@@ -305,12 +328,13 @@ def test_cancel_against_retry_either_wins_never_both(queues: list[JobQueue]) -> 
             failed_once.set()
             raise RuntimeError("first run fails; retried at once")
 
-    q = queue(queues, handler=handler, num_workers=2, max_retries=1, retry_base_delay=0.0)
+    q = queue(queues, handler=handler, num_workers=1, max_retries=1, retry_base_delay=0.0002)
     for i in range(100):
         job_id = f"r{i}"
         failed_once.clear()
         future = q.submit(Job(id=job_id, payload=job_id.encode()))
         assert failed_once.wait(WAIT)
+        spin(i * 60)
         # Now it is finishing its first run, waiting to retry, queued, or running again.
         if q.cancel(job_id):
             assert future.cancelled()
