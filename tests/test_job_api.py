@@ -27,6 +27,7 @@ from jobqueue.final import (
     Status,
     current_job,
 )
+from jobqueue.vocabulary import MAX_CREATED
 from tests.helpers import WAIT, Gate, Harness, Recorder
 
 FAR = 3600.0  # "an hour ahead": a delayed job that never comes due in a test
@@ -361,6 +362,20 @@ def test_a_delayed_job_is_scheduled_and_holds_no_worker(queues: list[JobQueue]) 
     assert q.metrics().retrying == 0  # a delayed job is no retry
     assert q.join(timeout=0) is False  # it is accepted, and not finished
     assert q.cancel("later") is True
+    assert q.join(timeout=WAIT)
+
+
+def test_a_job_scheduled_for_the_year_9999_does_not_kill_the_workers(
+    queues: list[JobQueue],
+) -> None:
+    recorder = Recorder()
+    q = queue(queues, handler=recorder, num_workers=1)
+    q.enqueue(Job(id="far", run_at=MAX_CREATED))  # past threading.TIMEOUT_MAX from now
+    q.enqueue(Job(id="a", payload=b"a"))
+    assert recorder.wait_for(1)  # after it, the worker waits for "far": a wait too long
+    q.enqueue(Job(id="b", payload=b"b"))  # for threading, unless cut to TIMEOUT_MAX
+    assert recorder.wait_for(2)  # the worker lived
+    assert q.cancel("far") is True
     assert q.join(timeout=WAIT)
 
 
