@@ -248,9 +248,9 @@ class JobQueue:
     def join(self, timeout: float | None = None) -> bool:
         """Wait until every accepted job has finished; False if ``timeout`` expired first.
 
-        Retries count: a job waiting out its backoff is not finished.  From
-        inside a handler it raises ``RuntimeError``: it would wait for its
-        own job forever.
+        Retries and delayed jobs count: a job waiting out its backoff, or for
+        its ``run_at``, is not finished.  From inside a handler it raises
+        ``RuntimeError``: it would wait for its own job forever.
         """
         check_timeout(timeout)
         refuse_inside_handler(self._in_handler, "join()")
