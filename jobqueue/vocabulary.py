@@ -33,6 +33,7 @@ __all__ = [
     "DuplicateJobError",
     "Job",
     "JobQueueError",
+    "PermanentFailure",
     "PersistenceError",
     "Priority",
     "QueueClosed",
@@ -71,15 +72,20 @@ class Status(enum.Enum):
     """Where a job is in its life.  Only ``final`` can report it by id."""
 
     QUEUED = "queued"  # accepted, waiting for a worker
+    SCHEDULED = "scheduled"  # accepted, waiting for its Job.run_at
     PROCESSING = "processing"  # a worker is running its handler
     RETRYING = "retrying"  # failed, waiting out its backoff before the next attempt
     COMPLETED = "completed"  # the handler returned
-    FAILED = "failed"  # retries exhausted: dead-lettered
+    FAILED = "failed"  # retries exhausted (or PermanentFailure): dead-lettered
+    CANCELLED = "cancelled"  # cancel() took it out before it ran: it never will
 
     @property
     def finished(self) -> bool:
-        """True for the two states a job never leaves."""
-        return self in (Status.COMPLETED, Status.FAILED)
+        """True for the three states a job never leaves."""
+        return self in _FINISHED
+
+
+_FINISHED = frozenset({Status.COMPLETED, Status.FAILED, Status.CANCELLED})
 
 
 # -- errors -------------------------------------------------------------------
@@ -99,6 +105,16 @@ class QueueClosed(JobQueueError):
 
 class DuplicateJobError(JobQueueError, ValueError):
     """Raised by ``enqueue()`` for an id that is still queued, retrying or processing."""
+
+
+class PermanentFailure(JobQueueError):
+    """Raised by a handler to fail its job for good at once: no retry.
+
+    For an error that another attempt cannot cure (an HTTP 404, a payload
+    that does not parse).  The job ends FAILED, its error recorded as for
+    any failure.  ``raise PermanentFailure("404 from the webhook") from exc``
+    keeps the cause.
+    """
 
 
 class PersistenceError(JobQueueError):
@@ -127,6 +143,16 @@ def _require_seconds(name: str, value: object, *, most: float = math.inf) -> Non
     if not 0 <= value <= most:  # also refuses NaN
         bound = "" if most == math.inf else f" and <= {most:g}"
         raise ValueError(f"{name} must be >= 0{bound} seconds, got {value!r}")
+
+
+def _require_time(name: str, value: object) -> None:
+    _require(name, value, (int, float))
+    assert isinstance(value, int | float)
+    if not 0 <= value <= MAX_CREATED:  # also refuses NaN and infinities
+        raise ValueError(
+            f"{name} must be seconds since the epoch, between 0 and {MAX_CREATED:.0f} "
+            f"(the end of year 9999), got {_shown(value)}"
+        )
 
 
 def require_count(name: str, value: object, least: int, most: int) -> None:
@@ -171,8 +197,13 @@ class Job:
     handler to run, from ``Config.handlers`` in ``final``; a name, unlike a
     function, survives a restart.
 
+    ``run_at`` (``final`` only) is a ``time.time()`` before which the job
+    does not start; ``None`` runs it as soon as a worker is free, and so
+    does a time already past.
+
     ``attempts`` is at most 1,000,001 (one more than the most retries a
-    ``Config`` allows); ``created`` is finite, between 0 and the end of year 9999.
+    ``Config`` allows); ``created`` and ``run_at`` are finite, between 0 and
+    the end of year 9999.
     """
 
     id: str
@@ -181,6 +212,7 @@ class Job:
     attempts: int = 0
     created: float = field(default_factory=time.time)
     handler: str | None = None
+    run_at: float | None = None
 
     def __post_init__(self) -> None:
         _require("id", self.id, str)
@@ -191,10 +223,9 @@ class Job:
         require_count("attempts", self.attempts, 0, MAX_RETRIES + 1)
         _require("created", self.created, (int, float))
         if not 0 <= self.created <= MAX_CREATED:  # also refuses NaN and infinities
-            raise ValueError(
-                f"created must be seconds since the epoch, between 0 and {MAX_CREATED:.0f} "
-                f"(the end of year 9999), got {_shown(self.created)}"
-            )
+            _require_time("created", self.created)  # raises, naming the range
+        if self.run_at is not None:
+            _require_time("run_at", self.run_at)
         if self.handler is not None:
             _require("handler", self.handler, str)
             if not self.handler:

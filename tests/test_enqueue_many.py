@@ -217,6 +217,9 @@ def test_a_storage_without_a_batch_call_records_the_jobs_one_by_one() -> None:
         def failed(self, job_id: str, attempts: int, error: str) -> None:
             pass
 
+        def cancelled(self, job_id: str) -> None:
+            pass
+
         def close(self) -> None:
             pass
 

@@ -50,7 +50,10 @@ def test_webhook_delivery_survives_a_restart(tmp_path: Path) -> None:
     out = run_example("webhook_delivery", "--webhooks", "30", "--log", str(log))
     assert "accepted 30 webhooks" in out
     assert "Delivered 29 of 30" in out  # one endpoint is gone for good
-    assert "'gone' endpoint: 1 dead-lettered after 6 attempts" in out
+    assert "'gone' endpoint: 1 dead-lettered after 1 attempts" in out  # PermanentFailure
+    assert "payment reminder scheduled, then cancelled: True" in out
+    assert "a ping submitted and waited on: HTTP 200" in out
+    assert "after the restart: reminder cancelled, redelivery delivered" in out
     assert "flaky endpoint took 3 attempts" in out
     assert "Nothing lost: yes." in out
     assert log.exists()  # the log it was given, kept for `jobqueue inspect`

@@ -36,7 +36,9 @@ from dataclasses import replace
 from types import TracebackType
 
 from jobqueue import vocabulary
+from jobqueue.final import cancellation, futures, schedule
 from jobqueue.final.config import FSYNC_POLICIES, Config, final_config
+from jobqueue.final.context import enter_worker
 from jobqueue.final.fairness import FairPicker
 from jobqueue.final.handlers import Handlers
 from jobqueue.final.metrics import Counters, Metrics, PriorityMetrics
@@ -50,6 +52,7 @@ from jobqueue.vocabulary import (
     DuplicateJobError,
     Handler,
     Job,
+    PermanentFailure,
     PersistenceError,
     Priority,
     QueueClosed,
@@ -151,7 +154,7 @@ class JobQueue:
         ``PersistenceError`` if the log cannot record it.  When it returns,
         the job is accepted: with ``persist_path``, it is in the log.
         """
-        self.enqueue_with_handler(job, None, timeout)
+        self._enqueue(job, None, timeout, None)
 
     def enqueue_with_handler(
         self, job: Job, handler: Handler | None, timeout: float | None = None
@@ -161,8 +164,35 @@ class JobQueue:
         With ``persist_path``, ``handler`` must be ``Config.handler`` or one
         of ``Config.handlers``: after a restart the job finds it by name.
         """
+        self._enqueue(job, handler, timeout, None)
+
+    def submit(self, job: Job, timeout: float | None = None) -> futures.JobFuture:
+        """``enqueue(job)``, and a Future of its outcome, local to this process (``futures.py``)."""
+        if not isinstance(job, Job):
+            raise TypeError(f"job must be a Job, got {type(job).__name__}")
+        future = futures.JobFuture(job.id, self._cancel)
+        self._enqueue(job, None, timeout, future)
+        return future
+
+    def cancel(self, job_id: str) -> bool:
+        """True if a queued, scheduled or retrying job will now never run, even after a
+        restart; False if it is running, finished or unknown (``cancellation.py``)."""
+        if not isinstance(job_id, str):
+            raise TypeError(f"job_id must be a str, got {type(job_id).__name__}")
+        return self._cancel(job_id, None)
+
+    def _cancel(self, job_id: str, future: futures.JobFuture | None) -> bool:
+        return cancellation.cancel(self, job_id, future)  # future.cancel() passes its own
+
+    def _enqueue(
+        self,
+        job: Job,
+        handler: Handler | None,
+        timeout: float | None,
+        future: futures.JobFuture | None,
+    ) -> None:
         job, handler = self._handlers.resolve(job, handler)
-        entry = _Entry(job, handler)
+        entry = _Entry(job, handler) if future is None else _Entry(job, handler, future=future)
         check_timeout(timeout)
         waiting = self._queues[job.priority]
         not_full = self._not_full[job.priority]
@@ -213,6 +243,8 @@ class JobQueue:
                 self._finish()
                 return
             self._statuses.accepted(job.id)
+            if job.run_at is not None and self._schedule(entry):  # delayed: schedule.py
+                return
             waiting.append(entry)
             self._not_empty.notify()
 
@@ -279,7 +311,10 @@ class JobQueue:
                 reserved[p] -= n
             for job, handler in resolved:
                 self._statuses.accepted(job.id)
-                queues[job.priority].append(_Entry(job, handler))
+                entry = _Entry(job, handler)
+                if job.run_at is not None and self._schedule(entry):  # delayed: schedule.py
+                    continue
+                queues[job.priority].append(entry)
             self._not_empty.notify(len(batch))
 
     def _give_back(self, shares: list[int], count: int) -> None:
@@ -308,9 +343,9 @@ class JobQueue:
     def join(self, timeout: float | None = None) -> bool:
         """Wait until every accepted job has finished; False if ``timeout`` expired first.
 
-        Retries count: a job waiting out its backoff is not finished.  From
-        inside a handler it raises ``RuntimeError``: it would wait for its
-        own job forever.
+        Retries and delayed jobs count: a job waiting out its backoff, or for
+        its ``run_at``, is not finished.  From inside a handler it raises
+        ``RuntimeError``: it would wait for its own job forever.
         """
         check_timeout(timeout)
         refuse_inside_handler(self._in_handler, "join()")
@@ -336,6 +371,7 @@ class JobQueue:
             if not self._closed:
                 self._closed = True
                 dropped = sum(len(waiting) for waiting in self._queues) + len(self._retries)
+                orphans = futures.of(self._queues, self._retries)  # resolved below
                 for waiting in self._queues:
                     waiting.clear()
                 self._retries.clear()
@@ -348,11 +384,15 @@ class JobQueue:
                 for not_full in self._not_full:
                     not_full.notify_all()  # blocked producers raise QueueClosed
                 self._room.notify_all()
+            else:
+                orphans = []
             if me in self._workers:
                 # A handler closes its own queue: closing the log now would lose
                 # its job's outcome, and the job would run again after a clean
                 # restart.  Its worker closes the log once that is written.
                 self._log_closer = me
+        for job_id, future in orphans:
+            futures.abandoned(future, job_id, self._config.persist_path is not None)
         deadline = time.monotonic() + self._config.shutdown_timeout
         for worker in self._workers:
             if worker is not me:  # close() from a handler
@@ -384,7 +424,9 @@ class JobQueue:
         for left, entry in replayed.retries:
             heapq.heappush(self._retries, (now + left, next(self._tie), entry))
             self._retrying[entry.job.priority] += 1
-        self._unfinished = len(replayed.queued) + len(replayed.retries)
+        for left, entry in replayed.scheduled:  # delayed jobs share the heap: schedule.py
+            heapq.heappush(self._retries, (now + left, next(self._tie), entry))
+        self._unfinished = len(replayed.queued) + len(replayed.retries) + len(replayed.scheduled)
         if self._unfinished:
             logger.info(
                 "recovered %d unfinished jobs from %s", self._unfinished, self._config.persist_path
@@ -407,7 +449,8 @@ class JobQueue:
             now = time.monotonic()
             while self._retries and self._retries[0][0] <= now:
                 _, _, due = heapq.heappop(self._retries)
-                self._retrying[due.job.priority] -= 1
+                if self._statuses.get(due.job.id) is Status.RETRYING:  # not SCHEDULED
+                    self._retrying[due.job.priority] -= 1
                 self._statuses.set(due.job.id, Status.QUEUED)
                 # Past the bound on purpose: this job was accepted already.
                 self._queues[due.job.priority].append(due)
@@ -423,19 +466,27 @@ class JobQueue:
                     self._room.notify_all()
                 return entry
             # Nothing ready: sleep until a notify, or until the next retry is due.
-            self._not_empty.wait(self._retries[0][0] - now if self._retries else None)
+            # (wait_seconds: a job may be scheduled for the year 9999.)
+            self._not_empty.wait(wait_seconds(self._retries[0][0] - now) if self._retries else None)
 
-    def _job_done(self, entry: _Entry, error: BaseException | None) -> _Entry | None:
+    def _job_done(
+        self, entry: _Entry, error: BaseException | None, result: object = None
+    ) -> _Entry | None:
         """Record the outcome of one run: success, a retry, or failure for good.
 
         Storage first, memory second: the job's id stays live until its last
         record is written, so a re-enqueue of the same id cannot be logged
         before this job's end (which would hide it on replay).  Returns the
         worker's next job, as ``_next_job`` would: shortcut 3 of ``speed.py``.
+        ``result`` is the handler's return value, for a ``submit()``'s future.
         """
         job = entry.job
         attempts = job.attempts + 1  # runs used, this one included
-        retry = error is not None and attempts <= self._config.max_retries
+        retry = (
+            error is not None
+            and attempts <= self._config.max_retries
+            and not isinstance(error, PermanentFailure)  # the handler said: never again
+        )
         delay = self._config.backoff(attempts) if retry else 0.0
         try:
             if error is None:
@@ -457,7 +508,7 @@ class JobQueue:
                 self._counters.completed[job.priority] += 1
                 self._statuses.finish(job.id, Status.COMPLETED)
             elif retry and not self._closed:
-                again = _Entry(replace(job, attempts=attempts), entry.handler)
+                again = _Entry(replace(job, attempts=attempts), entry.handler, future=entry.future)
                 heapq.heappush(self._retries, (now + delay, next(self._tie), again))
                 self._retrying[job.priority] += 1
                 self._counters.retried[job.priority] += 1
@@ -470,7 +521,29 @@ class JobQueue:
                 self._counters.failed[job.priority] += 1
                 self._statuses.finish(job.id, Status.FAILED)
             self._finish()
-            return self._take()  # may wait: log nothing after it
+            if entry.future is None:
+                return self._take()  # may wait: log nothing after it
+        # submit()'s future (futures.py): the status is final now.  Resolved
+        # outside the mutex, because its callbacks may call this queue.
+        if retry:
+            futures.abandoned(entry.future, job.id, self._config.persist_path is not None)
+        else:
+            futures.resolve(entry.future, error, result)
+        return self._next_job()
+
+    def _schedule(self, entry: _Entry) -> bool:
+        """Put a job with a ``run_at`` still ahead in the timer heap; False if it is due.
+
+        Caller holds the mutex (``schedule.py``).
+        """
+        left = schedule.seconds_left(entry.job.run_at)
+        if left <= 0:
+            return False
+        heapq.heappush(self._retries, (time.monotonic() + left, next(self._tie), entry))
+        self._statuses.set(entry.job.id, Status.SCHEDULED)
+        self._not_full[entry.job.priority].notify()  # it holds no slot while it waits
+        self._not_empty.notify()  # a sleeping worker may need a shorter timeout
+        return True
 
     def _finish(self, count: int = 1) -> None:
         """Mark ``count`` jobs finished.  Caller holds the mutex."""
@@ -489,20 +562,23 @@ def _open_storage(config: Config) -> Storage:
 
 def _worker(jq: JobQueue) -> None:
     """Take the next job, fairly, and run it, until close()."""
+    slot = enter_worker(jq)  # current_job(): context.py
     entry = jq._next_job()
     while entry is not None:
-        jq._in_handler.job = entry.job
+        jq._in_handler.job = slot.job = entry.job
         try:
             jq._storage.started(entry.job.id, entry.job.attempts + 1)
         except PersistenceError as exc:  # a lost start record only means a re-run after a crash
             logger.warning("job %r: could not record its start: %s", entry.job.id, exc)
         try:
-            entry.handler(entry.job.payload)
+            result = entry.handler(entry.job.payload)
         except BaseException as exc:
             # A failing handler never kills a worker, whatever it raised.
+            slot.job = None
             log_base_exception(logger, entry.job, exc)
             entry = jq._job_done(entry, exc)
         else:
-            entry = jq._job_done(entry, None)
+            slot.job = None
+            entry = jq._job_done(entry, None, result)
     if jq._log_closer is threading.current_thread():
         jq._storage.close()  # this handler called close(): its outcome is written now

@@ -3,11 +3,14 @@
 Persistence is ``final``'s third fix.  On start, before any worker runs, the
 queue asks its storage for every job it knows and sorts them here:
 
-- a finished job (COMPLETED, FAILED) only goes to the status history;
+- a finished job (COMPLETED, FAILED, CANCELLED) only goes to the status history;
 - a QUEUED job, or one PROCESSING when the process died, is queued again
   (past the bound on purpose: it was accepted already).  Delivery is at
   least once: a job that was running at a crash runs again;
-- a RETRYING job waits out what is left of its backoff, and keeps its attempts.
+- a RETRYING job waits out what is left of its backoff, and keeps its attempts;
+- a QUEUED job whose ``Job.run_at`` is still ahead is SCHEDULED again, for
+  that same wall-clock time (``schedule.py``); one already past is queued;
+- a CANCELLED job is finished: it only goes to the history, and never runs.
 
 A job whose handler cannot be found (``Job.handler`` names none of
 ``Config.handlers``) stops the start with ``PersistenceError``, and stays in
@@ -19,6 +22,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from jobqueue.final import schedule
 from jobqueue.final.handlers import Handlers
 from jobqueue.final.speed import Entry
 from jobqueue.final.status import StatusBook
@@ -34,6 +38,7 @@ class Replayed:
 
     queued: list[Entry] = field(default_factory=list)
     retries: list[tuple[float, Entry]] = field(default_factory=list)  # (seconds left, entry)
+    scheduled: list[tuple[float, Entry]] = field(default_factory=list)  # (seconds left, entry)
 
 
 def replay(
@@ -67,6 +72,9 @@ def replay(
             left = min(max(0.0, stored.retry_at - now), retry_max_delay)
             replayed.retries.append((left, entry))
             statuses.set(job.id, Status.RETRYING)
+        elif stored.status is Status.QUEUED and schedule.seconds_left(job.run_at, now) > 0:
+            replayed.scheduled.append((schedule.seconds_left(job.run_at, now), entry))
+            statuses.set(job.id, Status.SCHEDULED)
         else:  # QUEUED, or PROCESSING when the process died: run it again
             replayed.queued.append(entry)
             statuses.set(job.id, Status.QUEUED)

@@ -18,6 +18,7 @@ loop passes it on.
 from __future__ import annotations
 
 import threading
+from concurrent.futures import Future
 from dataclasses import dataclass
 
 from jobqueue.vocabulary import Handler, Job
@@ -32,6 +33,7 @@ class Entry:
     job: Job
     handler: Handler
     started: float = 0.0  # time.monotonic() when a worker took it, for utilization
+    future: Future[object] | None = None  # submit()'s (futures.py); None for enqueue()
 
 
 class Condition(threading.Condition):

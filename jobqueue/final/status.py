@@ -1,9 +1,9 @@
 """Status by id for ``final``: the live jobs, a bounded history, and duplicate ids.
 
 Every job the queue has accepted and not yet finished is *live*: its status
-is one of QUEUED, PROCESSING, RETRYING, and its id cannot be enqueued again
+is one of QUEUED, SCHEDULED, PROCESSING, RETRYING, and its id cannot be enqueued again
 (``DuplicateJobError``), so that ``status(id)`` names one job.  A finished job
-(COMPLETED, FAILED) moves to the history, which keeps the latest
+(COMPLETED, FAILED, CANCELLED) moves to the history, which keeps the latest
 ``status_history`` ids and forgets the oldest first, so memory stays bounded
 however many jobs pass through.
 
@@ -61,11 +61,12 @@ class StatusBook:
         self._finished.pop(job_id, None)
 
     def set(self, job_id: str, status: Status) -> None:
-        """A live job moved on: QUEUED, PROCESSING or RETRYING."""
+        """A live job moved on: QUEUED, SCHEDULED, PROCESSING or RETRYING (or CANCELLED
+        while its cancellation is being written)."""
         self._live[job_id] = status
 
     def finish(self, job_id: str, status: Status) -> None:
-        """A job ended for good (COMPLETED or FAILED): move it to the history."""
+        """A job ended for good (COMPLETED, FAILED or CANCELLED): move it to the history."""
         self._live.pop(job_id, None)
         self._finished[job_id] = status
         self._finished.move_to_end(job_id)

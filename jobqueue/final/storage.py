@@ -11,6 +11,9 @@ queue after a restart.  Two implementations ship:
 The calls, in the order the queue makes them for one job::
 
     enqueued -> started -> (retrying -> started)* -> completed | failed
+    enqueued -> (started -> retrying)* -> cancelled
+
+A job's ``Job.run_at`` (a delayed job) is part of what ``enqueued`` stores.
 
 (``enqueued_many`` stands for ``enqueued`` when a batch comes in at once.)
 
@@ -18,8 +21,8 @@ Contract for implementations:
 
 - ``recover()`` comes first, once; every other call after it.
 - The queue writes a job's records in that order, and frees the job's id
-  (so it may be enqueued again) only after ``completed`` or ``failed`` has
-  returned.  A storage may therefore key its state by job id.
+  (so it may be enqueued again) only after ``completed``, ``failed`` or
+  ``cancelled`` has returned.  A storage may therefore key its state by job id.
 - ``enqueued`` is the acknowledgement.  When it returns, the job must be
   recoverable by a later ``recover()``, to the durability the storage
   promises (``JobLog``: a ``kill -9`` under every fsync policy, a power loss
@@ -28,6 +31,8 @@ Contract for implementations:
   ``enqueued`` raised may still come back after a restart (its record may
   have reached the disk before the failure): at least once, never "acked but
   lost".
+- ``cancelled`` is recorded when it returns: a cancelled job never runs,
+  not even after a restart.  If it raises, the queue keeps the job.
 - ``retrying`` and ``failed`` are recorded when they return (``JobLog``:
   handed to the OS, so they survive ``kill -9``): each spends a run of the
   job's retry budget, and a crash must not give it back.  Across crashes a
@@ -89,8 +94,9 @@ class StoredJob:
     its ``job`` keeps its id and attempts, not its payload.
     """
 
-    job: Job  # ``job.attempts`` counts the runs that ended in failure
+    job: Job  # ``job.attempts`` counts the runs that ended in failure; ``job.run_at`` kept
     status: Status  # QUEUED, RETRYING (PROCESSING: in flight at a crash, if starts are recorded)
+    # or finished: COMPLETED, FAILED, CANCELLED
     retry_at: float | None = None  # wall-clock time (``time.time()``) a RETRYING job is due
     error: str | None = None  # the last failure, if any
 
@@ -144,6 +150,11 @@ class Storage(Protocol):
         """Record that a job exhausted its retries (dead-lettered).  Recorded when it returns."""
         ...
 
+    def cancelled(self, job_id: str) -> None:
+        """Record that a queued, scheduled or retrying job was cancelled: it must never
+        run again.  Recorded when it returns."""
+        ...
+
     def close(self) -> None:
         """Flush what is buffered and release the storage.  Idempotent."""
         ...
@@ -171,6 +182,9 @@ class MemoryStorage:
         pass
 
     def failed(self, job_id: str, attempts: int, error: str) -> None:
+        pass
+
+    def cancelled(self, job_id: str) -> None:
         pass
 
     def close(self) -> None:

@@ -38,6 +38,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterable
+from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import NoReturn
@@ -48,6 +49,7 @@ from jobqueue.vocabulary import (
     Config,
     Handler,
     Job,
+    PermanentFailure,
     Priority,
     QueueClosed,
     QueueFull,
@@ -156,6 +158,8 @@ class JobQueue:
         """Add ``job``, to be run by ``handler`` (or ``Config.handler`` if None)."""
         entry = _Entry(job, resolve_handler(job, handler, self._config.handler))
         check_timeout(timeout)
+        if job.run_at is not None:
+            _missing("delayed jobs (Job.run_at)", "jobqueue.final")
         waiting = self._queues[job.priority]
         not_full = self._not_full[job.priority]
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -210,6 +214,14 @@ class JobQueue:
             for entry in entries:
                 queues[entry.job.priority].append(entry)
             self._not_empty.notify(len(entries))
+
+    def submit(self, job: Job, timeout: float | None = None) -> Future[object]:
+        """Not in this stage: it keeps no handle on a job once enqueued."""
+        _missing("submit()", "jobqueue.final")
+
+    def cancel(self, job_id: str) -> bool:
+        """Not in this stage: it keeps no record of jobs by id."""
+        _missing("cancel()", "jobqueue.final")
 
     def status(self, job_id: str) -> Status | None:
         """Problem: no status by id.  This stage keeps no record of jobs by id."""
@@ -311,7 +323,11 @@ class JobQueue:
         """Record the outcome of one run: success, a retry, or failure for good."""
         job = entry.job
         attempts = job.attempts + 1  # runs used, this one included
-        retry = error is not None and attempts <= self._config.max_retries
+        retry = (
+            error is not None
+            and attempts <= self._config.max_retries
+            and not isinstance(error, PermanentFailure)  # the handler said: never again
+        )
         delay = self._config.retry_delay(attempts) if retry else 0.0
         # Log before taking the mutex: a slow log handler must not hold up every worker.
         if error is not None and retry:

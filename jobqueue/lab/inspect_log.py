@@ -70,7 +70,8 @@ def run_inspect(args: argparse.Namespace) -> int:
     console.print(table)
     finished = {s: sum(1 for x in state.history.values() if x.status is s) for s in Status}
     console.print(
-        f"history: {finished[Status.COMPLETED]} completed, {finished[Status.FAILED]} failed"
+        f"history: {finished[Status.COMPLETED]} completed, {finished[Status.FAILED]} failed, "
+        f"{finished[Status.CANCELLED]} cancelled"
     )
     if args.jobs > 0 and state.live:
         console.print(_jobs_table(found, args.jobs))

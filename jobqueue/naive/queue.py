@@ -25,6 +25,7 @@ import queue
 import threading
 import time
 from collections.abc import Iterable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from types import TracebackType
 from typing import NoReturn
@@ -108,6 +109,8 @@ class JobQueue:
         """Add ``job``, to be run by ``handler`` (or ``Config.handler`` if None)."""
         entry = _Entry(job, resolve_handler(job, handler, self._config.handler))
         check_timeout(timeout)
+        if job.run_at is not None:
+            _missing("delayed jobs (Job.run_at)", "jobqueue.final")
         with self._mutex:
             if self._closed:
                 raise QueueClosed(f"cannot enqueue job {job.id!r}: the queue is closed")
@@ -129,6 +132,14 @@ class JobQueue:
             # Problem: unbounded, so no batch is too big and none waits for room.
             for entry in entries:
                 self._jobs.put(entry)
+
+    def submit(self, job: Job, timeout: float | None = None) -> Future[object]:
+        """Not in this stage: it keeps no handle on a job once enqueued."""
+        _missing("submit()", "jobqueue.final")
+
+    def cancel(self, job_id: str) -> bool:
+        """Not in this stage: it keeps no record of jobs by id."""
+        _missing("cancel()", "jobqueue.final")
 
     def status(self, job_id: str) -> Status | None:
         """Not in this stage: it keeps no record of jobs by id."""

@@ -28,6 +28,7 @@ from jobqueue.final.log.format import (
     HEADER_FIELDS,
     Batch,
     Op,
+    cancelled_fields,
     completed_fields,
     enqueued_fields,
     failed_fields,
@@ -102,14 +103,20 @@ def compact(writer: Writer, stop: threading.Event) -> bool:
 _SEAL = len('{"seq":1234567,"crc":"00000000"}\n')  # what seal() adds to a record's fields
 
 _ENQUEUED, _COMPLETED, _FAILED, _RETRYING = Op.ENQUEUED, Op.COMPLETED, Op.FAILED, Op.RETRYING
+_CANCELLED = Op.CANCELLED
+_END_OPS = {
+    Status.COMPLETED: Op.COMPLETED,
+    Status.FAILED: Op.FAILED,
+    Status.CANCELLED: Op.CANCELLED,
+}
 
 
 class Mirror:
     """What a compaction of the running log would write, kept up to date as it is written.
 
-    Per live job the fields of its ``enqueued`` record and of its last
-    ``retrying`` (or None); per finished job, the fields of its
-    ``completed``/``failed``.  Compaction renumbers and re-checksums these
+    Per live job the fields of its ``enqueued`` record (``run_at`` included)
+    and of its last ``retrying`` (or None); per finished job, the fields of
+    its ``completed``/``failed``/``cancelled``.  Compaction renumbers and re-checksums these
     (``seal``) without decoding anything.  The upkeep is a few dict operations
     per record, under the writer's mutex, on the enqueue path: that is why it
     keeps bytes and not replayed values.
@@ -127,10 +134,7 @@ class Mirror:
     def of(cls, state: State) -> Mirror:
         """The mirror of a replayed log."""
         mirror = cls(state.history_limit)
-        done = [
-            (Op.COMPLETED if x.status is Status.COMPLETED else Op.FAILED, x.id, _finished(x))
-            for x in state.history.values()
-        ]
+        done = [(_END_OPS[x.status], x.id, _finished(x)) for x in state.history.values()]
         live = [(Op.ENQUEUED, x.job.id, enqueued_fields(x.job)) for x in state.live.values()]
         retries = [
             (Op.RETRYING, x.job.id, retrying_fields(x.job.id, x.job.attempts, x.retry_at, x.error))
@@ -153,7 +157,7 @@ class Mirror:
                 done = history.pop(job_id, None)
                 if done is not None:  # a finished id enqueued again leaves the history,
                     grown -= len(done) + _SEAL  # as State.apply's _forget() does
-            elif op is _COMPLETED or op is _FAILED:
+            elif op is _COMPLETED or op is _FAILED or op is _CANCELLED:
                 old = live.pop(job_id, None)
                 if old is not None:
                     grown -= len(old[0]) + _SEAL if old[1] is None else _size(old)
@@ -198,4 +202,6 @@ def _size(entry: tuple[bytes, bytes | None]) -> int:
 def _finished(done: Finished) -> bytes:
     if done.status is Status.COMPLETED:
         return completed_fields(done.id)
+    if done.status is Status.CANCELLED:
+        return cancelled_fields(done.id)
     return failed_fields(done.id, done.attempts, done.error)

@@ -9,6 +9,9 @@ A log is a header line, then one line per record, in the order they happened::
     {"seq":1,"op":"enqueued","id":"mail-7","priority":"HIGH","attempts":0,"created":1732783305.25,"handler":"send_email","payload":"eyJ0byI6ICJhQGIuYyJ9","crc":"d18df9fd"}
     {"seq":2,"op":"retrying","id":"mail-7","attempts":1,"retry_at":1732783306.25,"error":"TimeoutError('smtp')","crc":"9b658df2"}
 
+A delayed job's ``enqueued`` record ends with ``"run_at":<time.time()>``
+(absent: None); ``{"op":"cancelled","id":...}`` ends a cancelled job.
+
 - ``seq`` numbers the lines of this file, 0 for the header: a line lost or
   repeated in the middle is caught, not just a damaged one.
 - ``crc`` is the CRC-32 of the line's bytes before ``,"crc":``, as 8 hex
@@ -46,6 +49,7 @@ __all__ = [
     "Damage",
     "Op",
     "Record",
+    "cancelled_fields",
     "completed_fields",
     "decode",
     "encode",
@@ -71,6 +75,7 @@ class Op(enum.Enum):
     RETRYING = "retrying"  # a run failed; the next is due at retry_at
     COMPLETED = "completed"
     FAILED = "failed"  # retries exhausted: dead-lettered
+    CANCELLED = "cancelled"  # cancel(): it never runs
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,19 +141,28 @@ def fields(record: Record) -> bytes:
         return retrying_fields(record.id, record.attempts, record.retry_at, record.error)
     if op is Op.FAILED:
         return failed_fields(record.id, record.attempts, record.error)
+    if op is Op.CANCELLED:
+        return cancelled_fields(record.id)
     return completed_fields(record.id)
 
 
 def enqueued_fields(job: Job) -> bytes:
     payload = base64.b64encode(job.payload).decode("ascii")
-    return (
+    text = (
         f',"op":"enqueued","id":{_str(job.id)},"priority":"{_NAMES[job.priority]}",'
         f'"attempts":{job.attempts},"created":{_num("created", job.created)},'
         f'"handler":{_opt(job.handler)},"payload":"{payload}"'
-    ).encode()
+    )
+    if job.run_at is not None:  # a delayed job; absent means None
+        text += f',"run_at":{_num("run_at", job.run_at)}'
+    return text.encode()
 
 
 _NAMES = {p: p.name for p in Priority}  # Priority.name is a descriptor call; this is a lookup
+
+
+def cancelled_fields(job_id: str) -> bytes:
+    return b',"op":"cancelled","id":%s' % _str(job_id).encode()
 
 
 def completed_fields(job_id: str) -> bytes:
@@ -250,9 +264,10 @@ def _record(f: dict[str, Any]) -> Record:
             attempts=_int(f["attempts"]),
             created=_time("created", f["created"]),
             handler=f["handler"],
+            run_at=None if f.get("run_at") is None else _time("run_at", f["run_at"]),
         )  # the constructor checks every field, as for a Job built by hand
         return Record(op, job_id, job=job)
-    if op is Op.COMPLETED:
+    if op is Op.COMPLETED or op is Op.CANCELLED:
         return Record(op, job_id)
     error = f["error"]
     if not isinstance(error, str):

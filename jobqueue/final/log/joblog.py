@@ -16,6 +16,7 @@ ties them together.  ``docs/durability.md`` has the why.
   ``flush_interval`` (0.5 s); ``"never"`` leaves it to the OS.
 - ``retrying`` and ``failed`` are written the same way, at once: each spends
   a run of the job's retry budget, and a crash must not give it back.
+  ``cancelled`` too: a cancelled job must not run after a restart.
 - ``completed`` is buffered: it rides along with the next write, the
   flusher's tick, a full buffer or ``close()``.  Losing one in a crash only
   means a re-run.
@@ -39,6 +40,7 @@ from jobqueue.final.log import files as log_files
 from jobqueue.final.log.files import FileOps, remove, take_lock
 from jobqueue.final.log.format import (
     Op,
+    cancelled_fields,
     completed_fields,
     enqueued_fields,
     failed_fields,
@@ -149,6 +151,9 @@ class JobLog:
 
     def failed(self, job_id: str, attempts: int, error: str) -> None:
         self._writer.write_now(Op.FAILED, job_id, failed_fields(job_id, attempts, error))
+
+    def cancelled(self, job_id: str) -> None:
+        self._writer.write_now(Op.CANCELLED, job_id, cancelled_fields(job_id))
 
     def close(self) -> None:
         """Write what is buffered, fsync (unless ``"never"``), release the file and

@@ -27,6 +27,10 @@ from jobqueue.vocabulary import Job, PersistenceError, Status
 __all__ = ["Finished", "Live", "Replay", "State", "read_log", "replay", "scan"]
 
 
+#: The records that end a job, and the status each leaves it in.
+_ENDS = {Op.COMPLETED: Status.COMPLETED, Op.FAILED: Status.FAILED, Op.CANCELLED: Status.CANCELLED}
+
+
 @dataclass(frozen=True, slots=True)
 class Live:
     """An unfinished job, as the log knows it."""
@@ -43,7 +47,7 @@ class Finished:
     """A finished job in the bounded history.  Its payload is not kept."""
 
     id: str
-    status: Status  # COMPLETED or FAILED
+    status: Status  # COMPLETED, FAILED or CANCELLED
     attempts: int = 0
     error: str | None = None
     size: int = 0
@@ -73,14 +77,14 @@ class State:
             self._forget(job_id)
             self._set(Live(record.job, Status.QUEUED, size=size))
         elif old is None:
-            if op in (Op.COMPLETED, Op.FAILED):
+            if op in _ENDS:
                 self._finish(record, size)
         elif op is Op.RETRYING:
             job = replace(old.job, attempts=record.attempts)  # Job's checks run again
             # A compacted log keeps one retrying line: count only the first.
             grown = old.size if old.status is Status.RETRYING else old.size + size
             self._set(Live(job, Status.RETRYING, record.retry_at, record.error, grown))
-        elif op is Op.COMPLETED or op is Op.FAILED:
+        elif op in _ENDS:
             self._finish(record, size)
 
     def _set(self, live: Live) -> None:
@@ -90,7 +94,7 @@ class State:
 
     def _finish(self, record: Record, size: int) -> None:
         self._forget(record.id)
-        status = Status.COMPLETED if record.op is Op.COMPLETED else Status.FAILED
+        status = _ENDS[record.op]
         self.history[record.id] = Finished(record.id, status, record.attempts, record.error, size)
         self.live_bytes += size
         while len(self.history) > self.history_limit:

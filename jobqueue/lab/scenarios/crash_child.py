@@ -24,6 +24,10 @@ Modes:
   (``bulk`` mid-way through writing the new file, ``rename`` just before the
   rename, ``dirsync`` just after it), printing ``at POINT``.
 - ``hold LOG``: open the log, print ``locked``, and hold it until stdin closes.
+- ``api LOG``: a durable queue with one worker, held by the job ``held``
+  (printing ``running held``); the job ``gone`` is cancelled (``cancelled
+  gone``) and ``later`` is scheduled an hour ahead (``scheduled later
+  RUN_AT``); then ``ready``, and wait to be killed.
 """
 
 from __future__ import annotations
@@ -183,6 +187,28 @@ def compact(log_path: str, point: str) -> int:
     os._exit(4)
 
 
+def api(log_path: str) -> int:
+    running = threading.Event()
+
+    def handler(payload: bytes) -> None:
+        say(f"running {payload.decode()}")
+        running.set()
+        threading.Event().wait(_LIFETIME)  # held until the parent kills us
+
+    q = JobQueue(Config(persist_path=log_path, handler=handler, num_workers=1, fsync="never"))
+    q.enqueue(Job(id="held", payload=b"held"))
+    running.wait(_LIFETIME)
+    q.enqueue(Job(id="gone", payload=b"gone"))  # queued behind "held": one worker
+    if q.cancel("gone"):
+        say("cancelled gone")
+    run_at = time.time() + 3600.0
+    q.enqueue(Job(id="later", payload=b"later", run_at=run_at))
+    say(f"scheduled later {run_at!r}")
+    say("ready")
+    threading.Event().wait(_LIFETIME)  # the parent kills us here
+    return 1
+
+
 def hold(log_path: str) -> int:
     log = JobLog(log_path)
     log.recover()
@@ -198,6 +224,7 @@ _MODES: dict[str, Callable[..., int]] = {
     "drain": drain,
     "failing": failing,
     "compact": compact,
+    "api": api,
     "hold": hold,
 }
 
