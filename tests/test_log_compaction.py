@@ -228,7 +228,7 @@ def test_a_compacted_log_replays_to_the_state_of_the_log_it_replaced(
                     if step == "complete":
                         log.completed(job_id)
                     else:
-                        log.failed(job_id, n, f"F{n}")
+                        log.failed(Job(id=job_id, payload=bytes([n])), n, f"F{n}", 1e9 + n)
                     live.discard(job_id)
             log.sync()
             before = read_log(path, 3).state.stored()

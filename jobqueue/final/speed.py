@@ -32,6 +32,7 @@ class Entry:
     job: Job
     handler: Handler
     started: float = 0.0  # time.monotonic() when a worker took it, for utilization
+    queued: float = 0.0  # time.monotonic() since when it waits for a worker (waits.py)
 
 
 class Condition(threading.Condition):

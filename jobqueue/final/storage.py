@@ -10,7 +10,9 @@ queue after a restart.  Two implementations ship:
 
 The calls, in the order the queue makes them for one job::
 
-    enqueued -> started -> (retrying -> started)* -> completed | failed
+    enqueued -> started -> (retrying -> started)* -> completed | failed [-> requeued ...]
+
+``requeued`` starts the same life again for a dead (``failed``) job.
 
 Contract for implementations:
 
@@ -83,14 +85,16 @@ __all__ = ["MemoryStorage", "Storage", "StoredJob"]
 class StoredJob:
     """One job as ``recover()`` found it.
 
-    A finished job (COMPLETED, FAILED) is remembered for ``status()`` only:
-    its ``job`` keeps its id and attempts, not its payload.
+    A COMPLETED job is remembered for ``status()`` only: its ``job`` keeps
+    its id and attempts, not its payload.  A FAILED one is a dead letter: its
+    ``job`` is whole, payload included, for ``dead()`` and ``requeue()``.
     """
 
     job: Job  # ``job.attempts`` counts the runs that ended in failure
     status: Status  # QUEUED, RETRYING (PROCESSING: in flight at a crash, if starts are recorded)
     retry_at: float | None = None  # wall-clock time (``time.time()``) a RETRYING job is due
     error: str | None = None  # the last failure, if any
+    failed_at: float | None = None  # FAILED: wall-clock time it failed for good
 
 
 class Storage(Protocol):
@@ -124,8 +128,15 @@ class Storage(Protocol):
         """Record that a job finished successfully.  May be buffered."""
         ...
 
-    def failed(self, job_id: str, attempts: int, error: str) -> None:
-        """Record that a job exhausted its retries (dead-lettered).  Recorded when it returns."""
+    def failed(self, job: Job, attempts: int, error: str, failed_at: float) -> None:
+        """Record that a job failed for good (dead-lettered) at ``failed_at``
+        (``time.time()``).  Recorded when it returns.  Keep the whole job, payload
+        included, within the history: ``recover()`` returns it for ``dead()``."""
+        ...
+
+    def requeued(self, job: Job) -> None:
+        """Record that a dead job is queued again (``job.attempts`` reset to 0).
+        Durable when this returns, like ``enqueued``: it is an acknowledgement."""
         ...
 
     def close(self) -> None:
@@ -151,7 +162,10 @@ class MemoryStorage:
     def completed(self, job_id: str) -> None:
         pass
 
-    def failed(self, job_id: str, attempts: int, error: str) -> None:
+    def failed(self, job: Job, attempts: int, error: str, failed_at: float) -> None:
+        pass
+
+    def requeued(self, job: Job) -> None:
         pass
 
     def close(self) -> None:

@@ -102,6 +102,7 @@ def compact(writer: Writer, stop: threading.Event) -> bool:
 _SEAL = len('{"seq":1234567,"crc":"00000000"}\n')  # what seal() adds to a record's fields
 
 _ENQUEUED, _COMPLETED, _FAILED, _RETRYING = Op.ENQUEUED, Op.COMPLETED, Op.FAILED, Op.RETRYING
+_REQUEUED = Op.REQUEUED
 
 
 class Mirror:
@@ -144,7 +145,7 @@ class Mirror:
         """Apply records just written, in order.  Lenient like :meth:`State.apply`."""
         live, history, grown = self.live, self.history, 0
         for op, job_id, rest in batch:
-            if op is _ENQUEUED:
+            if op is _ENQUEUED or op is _REQUEUED:  # a requeued line stays one when compacted
                 old = live.get(job_id)
                 live[job_id] = (rest, None)
                 grown += len(rest) + _SEAL
@@ -198,4 +199,4 @@ def _size(entry: tuple[bytes, bytes | None]) -> int:
 def _finished(done: Finished) -> bytes:
     if done.status is Status.COMPLETED:
         return completed_fields(done.id)
-    return failed_fields(done.id, done.attempts, done.error)
+    return failed_fields(done.id, done.attempts, done.error, done.job, done.failed_at)

@@ -42,6 +42,7 @@ from jobqueue.final.log.format import (
     completed_fields,
     enqueued_fields,
     failed_fields,
+    requeued_fields,
     retrying_fields,
 )
 from jobqueue.final.log.replay import replay
@@ -143,8 +144,15 @@ class JobLog:
     def completed(self, job_id: str) -> None:
         self._writer.buffer(Op.COMPLETED, job_id, completed_fields(job_id))
 
-    def failed(self, job_id: str, attempts: int, error: str) -> None:
-        self._writer.write_now(Op.FAILED, job_id, failed_fields(job_id, attempts, error))
+    def failed(self, job: Job, attempts: int, error: str, failed_at: float) -> None:
+        try:
+            rest = failed_fields(job.id, attempts, error, job, failed_at)
+        except ValueError as exc:  # NaN or infinity: never written, the log stays JSON
+            raise PersistenceError(f"{self._path}: job {job.id!r}: {exc}") from None
+        self._writer.write_now(Op.FAILED, job.id, rest)
+
+    def requeued(self, job: Job) -> None:
+        self._writer.write_now(Op.REQUEUED, job.id, requeued_fields(job))
 
     def close(self) -> None:
         """Write what is buffered, fsync (unless ``"never"``), release the file and
