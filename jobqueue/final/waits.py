@@ -16,6 +16,7 @@ deque drops its oldest wait itself); the sorting happens only in
 
 from __future__ import annotations
 
+import math
 import time
 from collections import deque
 
@@ -39,8 +40,8 @@ class WaitTimes:
         waits = sorted(self.recent[priority])
         if not waits:
             return 0.0, 0.0
-        last = len(waits) - 1
-        return waits[round(0.50 * last)], waits[round(0.99 * last)]
+        n = len(waits)  # nearest rank: the smallest wait at or above the share asked
+        return waits[math.ceil(0.50 * n) - 1], waits[math.ceil(0.99 * n) - 1]
 
 
 def queued_since(job: Job, now: float) -> float:
