@@ -12,11 +12,12 @@ queue logs about one job carries them as attributes of the ``LogRecord``
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from jobqueue.vocabulary import Job
 
-__all__ = ["job_fields"]
+__all__ = ["job_fields", "log_failed_run"]
 
 
 def job_fields(job: Job, attempt: int, duration: float | None = None) -> dict[str, Any]:
@@ -25,3 +26,25 @@ def job_fields(job: Job, attempt: int, duration: float | None = None) -> dict[st
     if duration is not None:
         fields["duration"] = duration
     return fields
+
+
+def log_failed_run(
+    logger: logging.Logger,
+    job: Job,
+    attempt: int,
+    error: BaseException,
+    *,
+    delay: float | None,
+    duration: float,
+) -> None:
+    """Log a failed run: at INFO if it is retried in ``delay`` seconds, at ERROR if
+    ``delay`` is None (the job failed for good: a dead letter)."""
+    extra = job_fields(job, attempt, duration)
+    if delay is not None:
+        logger.info(
+            "job %r failed (%r); retry %d in %.3gs", job.id, error, attempt, delay, extra=extra
+        )
+    else:
+        logger.error(
+            "job %r failed for good after %d attempts: %r", job.id, attempt, error, extra=extra
+        )

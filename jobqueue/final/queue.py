@@ -46,7 +46,7 @@ from jobqueue.final.config import FSYNC_POLICIES, Config, final_config
 from jobqueue.final.dead import DeadJob, DeadLetters, error_text
 from jobqueue.final.fairness import FairPicker
 from jobqueue.final.handlers import Handlers
-from jobqueue.final.logfields import job_fields
+from jobqueue.final.logfields import job_fields, log_failed_run
 from jobqueue.final.metrics import Counters, Metrics, PriorityMetrics
 from jobqueue.final.pause import Pauses
 from jobqueue.final.recovery import replay
@@ -337,13 +337,11 @@ class JobQueue:
 
     def _recover(self) -> None:
         """Fix: persistence.  Put back what the log holds, before any worker starts."""
-        stored = self._storage.recover()
-        for found in stored:
-            self._dead.recovered(found)  # only FAILED ones are kept
         replayed = replay(
-            stored,
+            self._storage.recover(),
             self._handlers,
             self._statuses,
+            self._dead,
             retry_max_delay=self._config.retry_max_delay,
             source=self._config.persist_path,
         )
@@ -430,24 +428,10 @@ class JobQueue:
             )
         now = time.monotonic()
         if error is not None:
-            extra = job_fields(job, attempts, now - entry.started)
-            if retry:
-                logger.info(
-                    "job %r failed (%r); retry %d in %.3gs",
-                    job.id,
-                    error,
-                    attempts,
-                    delay,
-                    extra=extra,
-                )
-            else:
-                logger.error(
-                    "job %r failed for good after %d attempts: %r",
-                    job.id,
-                    attempts,
-                    error,
-                    extra=extra,
-                )
+            retry_in = delay if retry else None  # None: failed for good
+            log_failed_run(
+                logger, job, attempts, error, delay=retry_in, duration=now - entry.started
+            )
         with self._mutex:
             self._counters.run_ended(job.priority, entry.started, now)
             if error is None:
