@@ -7,15 +7,17 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from jobqueue.final import Config, DeadJob, Job, JobQueue, Priority, Status
 from jobqueue.final.dead import ERROR_LIMIT, error_text
+from jobqueue.final.log.format import Op, Record
 from jobqueue.lab.cli import main
 from tests.helpers import WAIT, Recorder
-from tests.logutil import opened
+from tests.logutil import append_record, opened, recovered
 
 
 class Flaky:
@@ -202,7 +204,7 @@ def test_cli_lists_dead_jobs_and_requeues_them_into_a_closed_log(
     queues: list[JobQueue], flaky: Flaky, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = str(tmp_path / "jobs.log")
-    q = failing_queue(queues, flaky, persist_path=path)
+    q = failing_queue(queues, flaky, persist_path=path, num_workers=1)  # they fail in order
     fail_all(q, "mail-1", "mail-2")
     q.close()
     code, out, _ = cli(capsys, "dead", path)
@@ -250,3 +252,32 @@ def test_requeue_from_another_thread_while_workers_run(
     assert q.join(timeout=WAIT)
     assert results.count(True) >= 1
     assert flaky.runs.runs.count(b"j3") == results.count(True)
+
+
+def test_a_failed_record_written_before_dead_letters_still_reads(
+    queues: list[JobQueue], flaky: Flaky, tmp_path: Path
+) -> None:
+    path = tmp_path / "jobs.log"
+    with opened(path) as (log, _):
+        log.enqueued(job("old"))
+    append_record(path, Record(Op.FAILED, "old", attempts=1, error="ValueError('x')"))
+    q = failing_queue(queues, flaky, persist_path=str(path))
+    assert q.status("old") is Status.FAILED
+    assert q.dead() == []  # no payload kept: nothing to list or requeue
+    assert q.requeue("old") is False
+
+
+def test_failed_and_requeued_records_round_trip(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.log"
+    dead = Job(id="d", priority=Priority.LOW, payload=b"\x00\xff", attempts=3, handler="flaky")
+    with opened(path) as (log, _):
+        log.enqueued(job("d"))
+        log.failed(dead, 3, "E", 1_700_000_000.5)
+    (stored,) = recovered(path)
+    assert stored.job == dead
+    assert (stored.status, stored.error, stored.failed_at) == (Status.FAILED, "E", 1_700_000_000.5)
+    with opened(path) as (log, _):
+        log.requeued(replace(dead, attempts=0))
+    (stored,) = recovered(path)
+    assert stored.job == replace(dead, attempts=0)
+    assert stored.status is Status.QUEUED

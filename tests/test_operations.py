@@ -244,15 +244,20 @@ path = sys.argv[1] or None
 if sys.argv[2] == "previous":
     signal.signal(signal.SIGTERM, lambda signum, frame: print("previous handler", flush=True))
 
+import threading
+started = threading.Event()
+
 def handler(payload):
-    print("running", flush=True)
+    started.set()
     stop.signalled.wait(60)  # the job in flight ends once the signal came
 
 jq = JobQueue(Config(handler=handler, num_workers=1, persist_path=path, shutdown_timeout=60))
 stop = install_signal_handlers(jq)
 for n in range(4):
     jq.enqueue(Job(id=f"j{n}"))
-try:
+started.wait(60)
+try:  # a SIGINT raises KeyboardInterrupt anywhere in here, even in print()
+    print("running", flush=True)  # one job in flight, three queued: send the signal now
     stop.wait(60)
 except KeyboardInterrupt:
     print("KeyboardInterrupt", flush=True)
