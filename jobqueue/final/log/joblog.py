@@ -47,6 +47,7 @@ from jobqueue.final.log.format import (
 )
 from jobqueue.final.log.replay import replay
 from jobqueue.final.log.writer import Writer
+from jobqueue.final.logfields import job_fields
 from jobqueue.final.storage import StoredJob
 from jobqueue.vocabulary import Job, PersistenceError
 
@@ -205,6 +206,7 @@ class JobLog:
             self._path,
             stored.job.id,
             stored.retry_at,
+            extra=job_fields(stored.job, stored.job.attempts + 1),
         )
         return replace(stored, retry_at=latest)
 
