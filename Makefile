@@ -1,6 +1,7 @@
 # Two commands on a fresh clone: `make report` and `make test`.
 # Every target builds .venv itself and installs only what it needs: the report
-# needs the package alone, the tests add the `test` extra, lint adds `dev` too.
+# needs the package alone, the tests add the `test` and `prometheus` extras, lint
+# adds `dev` too.
 # Each stamp file re-installs when pyproject.toml changes.
 PYTHON ?= python3
 VENV   := .venv
@@ -30,14 +31,15 @@ $(VENV)/.report: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e .
 	touch $@
 
-# The tests run final on PostgreSQL too, so they need its driver (the postgres extra).
+# The tests run final on PostgreSQL too, and scrape the Prometheus collector:
+# they need the postgres and prometheus extras.
 $(VENV)/.test: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[test,postgres]'
+	$(BIN)/python -m pip install --quiet -e '.[test,postgres,prometheus]'
 	touch $@
 
-# mypy checks the tests too, so lint needs the test extra beside the dev tools.
+# mypy checks the tests too, so lint needs the test extras beside the dev tools.
 $(VENV)/.lint: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[test,dev,postgres]'
+	$(BIN)/python -m pip install --quiet -e '.[test,postgres,prometheus,dev]'
 	touch $@
 
 # The figures of docs/, redrawn from the committed JSON; matplotlib is the `docs` extra.

@@ -24,7 +24,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 # What every stage re-exports as it is.  Config is not among them: each stage
@@ -283,7 +283,9 @@ class Config:
         return float(min(self.retry_max_delay, self.retry_base_delay * 2 ** min(retry - 1, 64)))
 
 
-def log_base_exception(logger: logging.Logger, job: Job, exc: BaseException) -> None:
+def log_base_exception(
+    logger: logging.Logger, job: Job, exc: BaseException, extra: Mapping[str, object] | None = None
+) -> None:
     """Say so, at ERROR, when a handler raised a ``BaseException`` that is no ``Exception``.
 
     ``SystemExit``, ``KeyboardInterrupt``, ``GeneratorExit`` and the like would
@@ -297,6 +299,7 @@ def log_base_exception(logger: logging.Logger, job: Job, exc: BaseException) -> 
             "job %r: its handler raised %s; counted as a failed run, the worker goes on",
             job.id,
             type(exc).__name__,
+            extra=extra,
         )
 
 

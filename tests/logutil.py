@@ -65,7 +65,7 @@ def write_sample(path: Path) -> list[tuple[str, Status, int]]:
         log.completed("c")
         log.enqueued(Job(id="d"))
         log.started("d", 1)
-        log.failed("d", 1, "ValueError('bad')")
+        log.failed(Job(id="d"), 1, "ValueError('bad')", 1_700_000_000.0)
         log.enqueued(Job(id="e \u00e9\udc80\n", payload=b""))
         log.started("b", 1)  # writes nothing
     return summary(recovered(path))

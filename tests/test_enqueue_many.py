@@ -214,7 +214,10 @@ def test_a_storage_without_a_batch_call_records_the_jobs_one_by_one() -> None:
         def completed(self, job_id: str) -> None:
             pass
 
-        def failed(self, job_id: str, attempts: int, error: str) -> None:
+        def failed(self, job: Job, attempts: int, error: str, failed_at: float) -> None:
+            pass
+
+        def requeued(self, job: Job) -> None:
             pass
 
         def cancelled(self, job_id: str) -> None:

@@ -186,7 +186,9 @@ def test_a_leftover_compaction_file_is_removed_at_open(tmp_path: Path) -> None:
 
 
 _STEPS = st.lists(
-    st.tuples(st.sampled_from(["enqueue", "retry", "complete", "fail"]), st.integers(0, 5)),
+    st.tuples(
+        st.sampled_from(["enqueue", "retry", "complete", "fail", "requeue"]), st.integers(0, 5)
+    ),
     max_size=40,
 )
 
@@ -228,8 +230,11 @@ def test_a_compacted_log_replays_to_the_state_of_the_log_it_replaced(
                     if step == "complete":
                         log.completed(job_id)
                     else:
-                        log.failed(job_id, n, f"F{n}")
+                        log.failed(Job(id=job_id, payload=bytes([n])), n, f"F{n}", 1e9 + n)
                     live.discard(job_id)
+                elif step == "requeue" and job_id not in live:  # a dead job, or none: lenient
+                    log.requeued(Job(id=job_id, payload=bytes([n])))
+                    live.add(job_id)
             log.sync()
             before = read_log(path, 3).state.stored()
             log.compact()

@@ -7,6 +7,7 @@
 from jobqueue import vocabulary
 from jobqueue.final.config import FSYNC_POLICIES, Config
 from jobqueue.final.context import JobContext, current_job
+from jobqueue.final.dead import DeadJob
 from jobqueue.final.futures import JobFuture
 from jobqueue.final.metrics import Metrics, PriorityMetrics
 from jobqueue.final.queue import JobQueue
@@ -15,6 +16,7 @@ from jobqueue.vocabulary import *  # noqa: F403  (re-exported: see __all__)
 __all__ = [
     "FSYNC_POLICIES",
     "Config",
+    "DeadJob",
     "JobContext",
     "JobFuture",
     "JobQueue",

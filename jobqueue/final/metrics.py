@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from jobqueue.final.waits import WaitTimes
 from jobqueue.vocabulary import Priority
 
 __all__ = ["Counters", "Metrics", "PriorityMetrics"]
@@ -28,6 +29,9 @@ class PriorityMetrics:
     completed: int  # handler returned (total since start)
     failed: int  # retries exhausted, dead-lettered (total since start)
     retried: int  # retries scheduled (total since start)
+    oldest_wait: float = 0.0  # seconds the oldest queued job has waited; 0.0 when none waits
+    wait_p50: float = 0.0  # median queue wait of the recent jobs started (waits.py)
+    wait_p99: float = 0.0  # 99th percentile of the same
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +49,7 @@ class Metrics:
     busy_workers: int  # workers running a handler now (= processing)
     utilization: float  # share of worker time spent in handlers since start, 0..1
     uptime: float  # seconds since the queue started
+    paused: frozenset[Priority] = frozenset()  # priorities that start no new job (pause.py)
 
 
 class Counters:
@@ -80,18 +85,33 @@ class Counters:
         self._starts_sum -= started - self._started_at
         self._busy_seconds += now - started
 
-    def snapshot(self, queued: list[int], retrying: list[int], workers: int, now: float) -> Metrics:
-        by_priority = {
-            p: PriorityMetrics(
+    def snapshot(
+        self,
+        queued: list[int],
+        retrying: list[int],
+        workers: int,
+        now: float,
+        *,
+        oldest: list[float],
+        waits: WaitTimes,
+        paused: frozenset[Priority],
+    ) -> Metrics:
+        """``oldest[p]``: the monotonic time the head of priority ``p`` was queued
+        (ignored when none is queued)."""
+        by_priority = {}
+        for p in Priority:
+            p50, p99 = waits.percentiles(p)
+            by_priority[p] = PriorityMetrics(
                 queued=queued[p],
                 retrying=retrying[p],
                 processing=self.processing[p],
                 completed=self.completed[p],
                 failed=self.failed[p],
                 retried=self.retried[p],
+                oldest_wait=max(0.0, now - oldest[p]) if queued[p] else 0.0,
+                wait_p50=p50,
+                wait_p99=p99,
             )
-            for p in Priority
-        }
         busy_now = sum(self.processing)
         uptime = now - self._started_at
         busy = self._busy_seconds + busy_now * uptime - self._starts_sum
@@ -108,4 +128,5 @@ class Counters:
             busy_workers=busy_now,
             utilization=min(1.0, max(0.0, busy / capacity)) if capacity > 0 else 0.0,
             uptime=uptime,
+            paused=paused,
         )

@@ -12,6 +12,12 @@ Adds, one fix per improved problem:
   Delivery is at least once (docs/durability.md).
 - Metrics per priority and worker utilization (``metrics.py``).
 
+For operators, each in its own module (``queue.py`` only calls into them):
+dead letters (``dead.py``), wait age (``waits.py``), pause and resume
+(``pause.py``), structured log fields (``logfields.py``); outside the queue,
+a Prometheus collector (``prometheus.py``) and graceful stop on a signal
+(``signals.py``).
+
 Go would give each priority a channel and ``select`` over them.  Python has
 no ``select`` over queues: a worker blocked in ``high.get()`` cannot also wake
 for ``low``.  So the three queues are plain deques under ONE mutex, and
@@ -31,7 +37,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from types import TracebackType
 
@@ -39,14 +45,18 @@ from jobqueue import vocabulary
 from jobqueue.final import cancellation, futures, schedule
 from jobqueue.final.config import FSYNC_POLICIES, Config, final_config
 from jobqueue.final.context import enter_worker
+from jobqueue.final.dead import DeadJob, DeadLetters, error_text
 from jobqueue.final.fairness import FairPicker
 from jobqueue.final.handlers import Handlers
+from jobqueue.final.logfields import job_fields, log_failed_run
 from jobqueue.final.metrics import Counters, Metrics, PriorityMetrics
+from jobqueue.final.pause import Pauses
 from jobqueue.final.recovery import replay
 from jobqueue.final.speed import Condition as _Condition
 from jobqueue.final.speed import Entry as _Entry
 from jobqueue.final.status import StatusBook
 from jobqueue.final.storage import MemoryStorage, Storage
+from jobqueue.final.waits import WaitTimes, queued_since
 from jobqueue.vocabulary import *  # noqa: F403  (re-exported: see __all__)
 from jobqueue.vocabulary import (
     DuplicateJobError,
@@ -65,7 +75,7 @@ from jobqueue.vocabulary import (
     wait_seconds,
 )
 
-__all__ = ["FSYNC_POLICIES", "Config", "JobQueue", "Metrics", "PriorityMetrics"]
+__all__ = ["FSYNC_POLICIES", "Config", "DeadJob", "JobQueue", "Metrics", "PriorityMetrics"]
 __all__ += vocabulary.__all__
 
 logger = logging.getLogger(__name__)
@@ -100,6 +110,9 @@ class JobQueue:
         self._picker = FairPicker(config.fairness_tokens)  # Fix: fair priority
         self._statuses = StatusBook(config.status_history)  # Fix: status by id
         self._handlers = Handlers(config)
+        self._dead = DeadLetters(config.status_history)  # operators: dead()/requeue()
+        self._pauses = Pauses()  # operators: pause()/resume()
+        self._waits = WaitTimes()  # operators: wait percentiles in metrics()
         self._mutex = threading.Lock()
         # Waiters: workers.  Notified by enqueue(), by a failed job's retry
         # (a new earliest due time), and by close().
@@ -194,6 +207,12 @@ class JobQueue:
         job, handler = self._handlers.resolve(job, handler)
         entry = _Entry(job, handler) if future is None else _Entry(job, handler, future=future)
         check_timeout(timeout)
+        self._accept(entry, timeout, self._storage.enqueued)
+
+    def _accept(self, entry: _Entry, timeout: float | None, record: Callable[[Job], None]) -> None:
+        """The body of ``enqueue`` (``record``: ``Storage.enqueued``) and of
+        ``requeue`` (``Storage.requeued``)."""
+        job = entry.job
         waiting = self._queues[job.priority]
         not_full = self._not_full[job.priority]
         reserved = self._reserved
@@ -221,7 +240,7 @@ class JobQueue:
             # mutex meanwhile; with fsync="always", producers share an fsync.
             reserved[job.priority] += 1
         try:
-            self._storage.enqueued(job)  # the acknowledgement
+            record(job)  # the acknowledgement
         except BaseException as exc:
             with self._mutex:
                 reserved[job.priority] -= 1
@@ -243,6 +262,8 @@ class JobQueue:
                 self._finish()
                 return
             self._statuses.accepted(job.id)
+            self._dead.discard(job.id)  # a dead id enqueued again is live, not dead
+            entry.queued = time.monotonic()
             if job.run_at is not None and self._schedule(entry):  # delayed: schedule.py
                 return
             waiting.append(entry)
@@ -309,9 +330,11 @@ class JobQueue:
                 return
             for p, n in enumerate(shares):
                 reserved[p] -= n
+            now = time.monotonic()
             for job, handler in resolved:
                 self._statuses.accepted(job.id)
-                entry = _Entry(job, handler)
+                self._dead.discard(job.id)  # a dead id enqueued again is live, not dead
+                entry = _Entry(job, handler, queued=now)
                 if job.run_at is not None and self._schedule(entry):  # delayed: schedule.py
                     continue
                 queues[job.priority].append(entry)
@@ -338,7 +361,44 @@ class JobQueue:
                 retrying=list(self._retrying),
                 workers=self._config.num_workers,
                 now=time.monotonic(),
+                oldest=[waiting[0].queued if waiting else 0.0 for waiting in self._queues],
+                waits=self._waits,
+                paused=self._pauses.frozen(),
             )
+
+    def dead(self, limit: int = 100) -> list[DeadJob]:
+        """Up to ``limit`` jobs that failed for good, newest first (``dead.py``)."""
+        with self._mutex:
+            return self._dead.newest(limit)
+
+    def requeue(self, job_id: str, timeout: float | None = None) -> bool:
+        """Queue a dead job again, QUEUED with its attempts reset; False if ``job_id``
+        is not a dead job (or is live again).  Blocks for room like ``enqueue``."""
+        if not isinstance(job_id, str):
+            raise TypeError(f"job_id must be a str, got {type(job_id).__name__}")
+        check_timeout(timeout)
+        with self._mutex:
+            dead = self._dead.get(job_id)
+        if dead is None:
+            return False
+        job = replace(dead.job, attempts=0)
+        try:
+            self._accept(_Entry(job, self._handlers.for_job(job)), timeout, self._storage.requeued)
+        except DuplicateJobError:  # requeued by another caller meanwhile
+            return False
+        logger.info("job %r requeued", job_id, extra=job_fields(job, 1))
+        return True
+
+    def pause(self, priority: Priority | None = None) -> None:
+        """Start no new job of ``priority`` (of any, if None); enqueues go on (``pause.py``)."""
+        with self._mutex:
+            self._pauses.set(priority, True)
+
+    def resume(self, priority: Priority | None = None) -> None:
+        """Undo ``pause``: ``priority``'s jobs (every one's, if None) start again."""
+        with self._mutex:
+            self._pauses.set(priority, False)
+            self._not_empty.notify_all()
 
     def join(self, timeout: float | None = None) -> bool:
         """Wait until every accepted job has finished; False if ``timeout`` expired first.
@@ -415,11 +475,13 @@ class JobQueue:
             self._storage.recover(),
             self._handlers,
             self._statuses,
+            self._dead,
             retry_max_delay=self._config.retry_max_delay,
             source=self._config.persist_path,
         )
         now = time.monotonic()
         for entry in replayed.queued:
+            entry.queued = queued_since(entry.job, now)  # its wait began before the restart
             self._queues[entry.job.priority].append(entry)  # past the bound: already accepted
         for left, entry in replayed.retries:
             heapq.heappush(self._retries, (now + left, next(self._tie), entry))
@@ -452,13 +514,18 @@ class JobQueue:
                 if self._statuses.get(due.job.id) is Status.RETRYING:  # not SCHEDULED
                     self._retrying[due.job.priority] -= 1
                 self._statuses.set(due.job.id, Status.QUEUED)
+                due.queued = now  # its wait for a worker starts when it is due
                 # Past the bound on purpose: this job was accepted already.
                 self._queues[due.job.priority].append(due)
             # Fix: fair priority.  The picker bounds how long LOW can wait.
-            priority = self._picker.choose([len(waiting) for waiting in self._queues])
+            waiting = [len(queue) for queue in self._queues]
+            if self._pauses.any:  # fairness among what is not paused
+                waiting = self._pauses.mask(waiting)
+            priority = self._picker.choose(waiting)
             if priority is not None:
                 entry = self._queues[priority].popleft()
                 entry.started = now
+                self._waits.recent[priority].append(now - entry.queued)
                 self._statuses.set(entry.job.id, Status.PROCESSING)
                 self._counters.run_started(priority, now)
                 self._not_full[priority].notify()
@@ -488,20 +555,30 @@ class JobQueue:
             and not isinstance(error, PermanentFailure)  # the handler said: never again
         )
         delay = self._config.backoff(attempts) if retry else 0.0
+        dead = None
         try:
             if error is None:
                 self._storage.completed(job.id)
             elif retry:
                 self._storage.retrying(job.id, attempts, time.time() + delay, repr(error))
             else:
-                self._storage.failed(job.id, attempts, repr(error))
+                dead = DeadJob(
+                    replace(job, attempts=attempts), attempts, error_text(error), time.time()
+                )
+                self._storage.failed(dead.job, attempts, dead.error, dead.failed_at)
         except PersistenceError as exc:  # it runs again after a restart: at least once
-            logger.warning("job %r: could not record its outcome: %s", job.id, exc)
-        if error is not None and retry:
-            logger.info("job %r failed (%r); retry %d in %.3gs", job.id, error, attempts, delay)
-        elif error is not None:
-            logger.error("job %r failed for good after %d attempts: %r", job.id, attempts, error)
+            logger.warning(
+                "job %r: could not record its outcome: %s",
+                job.id,
+                exc,
+                extra=job_fields(job, attempts),
+            )
         now = time.monotonic()
+        if error is not None:
+            retry_in = delay if retry else None  # None: failed for good
+            log_failed_run(
+                logger, job, attempts, error, delay=retry_in, duration=now - entry.started
+            )
         with self._mutex:
             self._counters.run_ended(job.priority, entry.started, now)
             if error is None:
@@ -520,6 +597,8 @@ class JobQueue:
             else:
                 self._counters.failed[job.priority] += 1
                 self._statuses.finish(job.id, Status.FAILED)
+                if dead is not None:
+                    self._dead.add(dead)
             self._finish()
             if entry.future is None:
                 return self._take()  # may wait: log nothing after it
@@ -565,17 +644,22 @@ def _worker(jq: JobQueue) -> None:
     slot = enter_worker(jq)  # current_job(): context.py
     entry = jq._next_job()
     while entry is not None:
-        jq._in_handler.job = slot.job = entry.job
+        job = jq._in_handler.job = slot.job = entry.job
         try:
-            jq._storage.started(entry.job.id, entry.job.attempts + 1)
+            jq._storage.started(job.id, job.attempts + 1)
         except PersistenceError as exc:  # a lost start record only means a re-run after a crash
-            logger.warning("job %r: could not record its start: %s", entry.job.id, exc)
+            logger.warning(
+                "job %r: could not record its start: %s",
+                job.id,
+                exc,
+                extra=job_fields(job, job.attempts + 1),
+            )
         try:
-            result = entry.handler(entry.job.payload)
+            result = entry.handler(job.payload)
         except BaseException as exc:
             # A failing handler never kills a worker, whatever it raised.
             slot.job = None
-            log_base_exception(logger, entry.job, exc)
+            log_base_exception(logger, job, exc, job_fields(job, job.attempts + 1))
             entry = jq._job_done(entry, exc)
         else:
             slot.job = None

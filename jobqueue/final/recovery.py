@@ -3,7 +3,8 @@
 Persistence is ``final``'s third fix.  On start, before any worker runs, the
 queue asks its storage for every job it knows and sorts them here:
 
-- a finished job (COMPLETED, FAILED, CANCELLED) only goes to the status history;
+- a finished job (COMPLETED, FAILED, CANCELLED) only goes to the status history,
+  and a FAILED one to the dead letters too;
 - a QUEUED job, or one PROCESSING when the process died, is queued again
   (past the bound on purpose: it was accepted already).  Delivery is at
   least once: a job that was running at a crash runs again;
@@ -23,6 +24,7 @@ import time
 from dataclasses import dataclass, field
 
 from jobqueue.final import schedule
+from jobqueue.final.dead import DeadLetters
 from jobqueue.final.handlers import Handlers
 from jobqueue.final.speed import Entry
 from jobqueue.final.status import StatusBook
@@ -45,11 +47,13 @@ def replay(
     stored_jobs: list[StoredJob],
     handlers: Handlers,
     statuses: StatusBook,
+    dead: DeadLetters,
     *,
     retry_max_delay: float,
     source: object,
 ) -> Replayed:
-    """Sort ``stored_jobs`` (from ``Storage.recover()``), recording every status in ``statuses``.
+    """Sort ``stored_jobs`` (from ``Storage.recover()``), recording every status in
+    ``statuses`` and every dead job in ``dead``.
 
     ``source`` names the storage in an error.  Raises ``PersistenceError`` if
     a job cannot run here.
@@ -61,6 +65,7 @@ def replay(
         job = stored.job
         if stored.status.finished:
             statuses.finish(job.id, stored.status)
+            dead.recovered(stored)  # keeps the FAILED ones
             continue
         try:
             entry = Entry(job, handlers.for_job(job))

@@ -34,6 +34,7 @@ class Entry:
     handler: Handler
     started: float = 0.0  # time.monotonic() when a worker took it, for utilization
     future: Future[object] | None = None  # submit()'s (futures.py); None for enqueue()
+    queued: float = 0.0  # time.monotonic() since when it waits for a worker (waits.py)
 
 
 class Condition(threading.Condition):

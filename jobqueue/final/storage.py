@@ -10,10 +10,11 @@ queue after a restart.  Two implementations ship:
 
 The calls, in the order the queue makes them for one job::
 
-    enqueued -> started -> (retrying -> started)* -> completed | failed
+    enqueued -> started -> (retrying -> started)* -> completed | failed [-> requeued ...]
     enqueued -> (started -> retrying)* -> cancelled
 
 A job's ``Job.run_at`` (a delayed job) is part of what ``enqueued`` stores.
+``requeued`` starts the same life again for a dead (``failed``) job.
 
 (``enqueued_many`` stands for ``enqueued`` when a batch comes in at once.)
 
@@ -90,8 +91,9 @@ __all__ = ["MemoryStorage", "Storage", "StoredJob"]
 class StoredJob:
     """One job as ``recover()`` found it.
 
-    A finished job (COMPLETED, FAILED) is remembered for ``status()`` only:
-    its ``job`` keeps its id and attempts, not its payload.
+    A COMPLETED job is remembered for ``status()`` only: its ``job`` keeps
+    its id and attempts, not its payload.  A FAILED one is a dead letter: its
+    ``job`` is whole, payload included, for ``dead()`` and ``requeue()``.
     """
 
     job: Job  # ``job.attempts`` counts the runs that ended in failure; ``job.run_at`` kept
@@ -99,6 +101,7 @@ class StoredJob:
     # or finished: COMPLETED, FAILED, CANCELLED
     retry_at: float | None = None  # wall-clock time (``time.time()``) a RETRYING job is due
     error: str | None = None  # the last failure, if any
+    failed_at: float | None = None  # FAILED: wall-clock time it failed for good
 
 
 class Storage(Protocol):
@@ -146,8 +149,15 @@ class Storage(Protocol):
         """Record that a job finished successfully.  May be buffered."""
         ...
 
-    def failed(self, job_id: str, attempts: int, error: str) -> None:
-        """Record that a job exhausted its retries (dead-lettered).  Recorded when it returns."""
+    def failed(self, job: Job, attempts: int, error: str, failed_at: float) -> None:
+        """Record that a job failed for good (dead-lettered) at ``failed_at``
+        (``time.time()``).  Recorded when it returns.  Keep the whole job, payload
+        included, within the history: ``recover()`` returns it for ``dead()``."""
+        ...
+
+    def requeued(self, job: Job) -> None:
+        """Record that a dead job is queued again (``job.attempts`` reset to 0).
+        Durable when this returns, like ``enqueued``: it is an acknowledgement."""
         ...
 
     def cancelled(self, job_id: str) -> None:
@@ -181,7 +191,10 @@ class MemoryStorage:
     def completed(self, job_id: str) -> None:
         pass
 
-    def failed(self, job_id: str, attempts: int, error: str) -> None:
+    def failed(self, job: Job, attempts: int, error: str, failed_at: float) -> None:
+        pass
+
+    def requeued(self, job: Job) -> None:
         pass
 
     def cancelled(self, job_id: str) -> None:

@@ -24,6 +24,8 @@ COMMANDS = {
     "bench": ("jobqueue.lab.bench", "measure throughput, latency and memory side by side"),
     "inspect": ("jobqueue.lab.inspect_log", "show the live jobs of a log, by status and priority"),
     "check": ("jobqueue.lab.inspect_log", "validate a log and point at any damage"),
+    "dead": ("jobqueue.lab.dead_letters", "list the dead jobs of a log, newest first"),
+    "requeue": ("jobqueue.lab.dead_letters", "queue dead jobs of a closed log again"),
     "gaps": ("jobqueue.lab.gaps_table", "print which stage fixes which problem"),
 }
 

@@ -67,11 +67,13 @@ def run_inspect(args: argparse.Namespace) -> int:
             for p in Priority
         ]
         table.add_row(status.value, *map(str, counts), str(sum(counts)))
+    table.add_row("oldest wait", *_oldest_waits(found), "", style="dim")
     console.print(table)
     finished = {s: sum(1 for x in state.history.values() if x.status is s) for s in Status}
     console.print(
         f"history: {finished[Status.COMPLETED]} completed, {finished[Status.FAILED]} failed, "
         f"{finished[Status.CANCELLED]} cancelled"
+        + (" (`jobqueue dead` lists the failed)" if finished[Status.FAILED] else "")
     )
     if args.jobs > 0 and state.live:
         console.print(_jobs_table(found, args.jobs))
@@ -156,6 +158,17 @@ def _jobs_table(found: Replay, limit: int) -> Table:
             due,
         )
     return table
+
+
+def _oldest_waits(found: Replay) -> list[str]:
+    """Per priority, how long its oldest queued job has waited, by its ``created`` time."""
+    now = time.time()
+    oldest: dict[Priority, float] = {}
+    for x in found.state.live.values():
+        if x.status is Status.QUEUED:
+            p = x.job.priority
+            oldest[p] = min(oldest.get(p, x.job.created), x.job.created)
+    return [_seconds(max(0.0, now - oldest[p]), ".0f") if p in oldest else "-" for p in Priority]
 
 
 def _seconds(value: float, spec: str) -> str:

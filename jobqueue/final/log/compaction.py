@@ -109,6 +109,7 @@ _END_OPS = {
     Status.FAILED: Op.FAILED,
     Status.CANCELLED: Op.CANCELLED,
 }
+_REQUEUED = Op.REQUEUED
 
 
 class Mirror:
@@ -148,7 +149,7 @@ class Mirror:
         """Apply records just written, in order.  Lenient like :meth:`State.apply`."""
         live, history, grown = self.live, self.history, 0
         for op, job_id, rest in batch:
-            if op is _ENQUEUED:
+            if op is _ENQUEUED or op is _REQUEUED:  # a requeued line stays one when compacted
                 old = live.get(job_id)
                 live[job_id] = (rest, None)
                 grown += len(rest) + _SEAL
@@ -204,4 +205,4 @@ def _finished(done: Finished) -> bytes:
         return completed_fields(done.id)
     if done.status is Status.CANCELLED:
         return cancelled_fields(done.id)
-    return failed_fields(done.id, done.attempts, done.error)
+    return failed_fields(done.id, done.attempts, done.error, done.job, done.failed_at)

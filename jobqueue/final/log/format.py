@@ -57,6 +57,7 @@ __all__ = [
     "failed_fields",
     "fields",
     "header",
+    "requeued_fields",
     "retrying_fields",
     "seal",
 ]
@@ -74,8 +75,9 @@ class Op(enum.Enum):
     ENQUEUED = "enqueued"  # the acknowledgement: the whole job
     RETRYING = "retrying"  # a run failed; the next is due at retry_at
     COMPLETED = "completed"
-    FAILED = "failed"  # retries exhausted: dead-lettered
+    FAILED = "failed"  # failed for good: dead-lettered, the whole job kept
     CANCELLED = "cancelled"  # cancel(): it never runs
+    REQUEUED = "requeued"  # a dead job queued again, attempts reset: the whole job
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,10 +86,11 @@ class Record:
 
     op: Op
     id: str = ""
-    job: Job | None = None  # ENQUEUED only
+    job: Job | None = None  # ENQUEUED, REQUEUED; FAILED (None in a log written before dead())
     attempts: int = 0  # runs used (RETRYING, FAILED)
     retry_at: float | None = None  # RETRYING: wall-clock time the next run is due
     error: str | None = None  # RETRYING, FAILED: the last failure
+    failed_at: float | None = None  # FAILED: wall-clock time it failed for good
 
 
 #: Records as the writer hands them over: (op, job id, fields), oldest first.
@@ -132,24 +135,33 @@ def fields(record: Record) -> bytes:
     op = record.op
     if op is Op.HEADER:
         return HEADER_FIELDS
-    if op is Op.ENQUEUED:
+    if op is Op.ENQUEUED or op is Op.REQUEUED:  # both carry the whole job
         assert record.job is not None
-        return enqueued_fields(record.job)
+        return (enqueued_fields if op is Op.ENQUEUED else requeued_fields)(record.job)
     if op is Op.RETRYING:
         assert record.retry_at is not None
         assert record.error is not None
         return retrying_fields(record.id, record.attempts, record.retry_at, record.error)
     if op is Op.FAILED:
-        return failed_fields(record.id, record.attempts, record.error)
+        return failed_fields(record.id, record.attempts, record.error, record.job, record.failed_at)
     if op is Op.CANCELLED:
         return cancelled_fields(record.id)
     return completed_fields(record.id)
 
 
 def enqueued_fields(job: Job) -> bytes:
+    return b',"op":"enqueued' + _job_fields(job)
+
+
+def requeued_fields(job: Job) -> bytes:
+    """An ``enqueued`` record by another name: a dead job queued again, the whole job."""
+    return b',"op":"requeued' + _job_fields(job)
+
+
+def _job_fields(job: Job) -> bytes:
     payload = base64.b64encode(job.payload).decode("ascii")
     text = (
-        f',"op":"enqueued","id":{_str(job.id)},"priority":"{_NAMES[job.priority]}",'
+        f'","id":{_str(job.id)},"priority":"{_NAMES[job.priority]}",'
         f'"attempts":{job.attempts},"created":{_num("created", job.created)},'
         f'"handler":{_opt(job.handler)},"payload":"{payload}"'
     )
@@ -176,9 +188,25 @@ def retrying_fields(job_id: str, attempts: int, retry_at: float, error: str) -> 
     ).encode()
 
 
-def failed_fields(job_id: str, attempts: int, error: str | None) -> bytes:
+def failed_fields(
+    job_id: str,
+    attempts: int,
+    error: str | None,
+    job: Job | None = None,
+    failed_at: float | None = None,
+) -> bytes:
+    """A ``failed`` record; with ``job``, the whole job too, so that a dead job keeps
+    its payload through compaction (``dead()``, ``requeue()``)."""
     text = f',"op":"failed","id":{_str(job_id)},"attempts":{attempts},"error":{_opt(error)}'
-    return text.encode()
+    if job is None:
+        return text.encode()
+    payload = base64.b64encode(job.payload).decode("ascii")
+    when = "null" if failed_at is None else _num("failed_at", failed_at)
+    return (
+        f'{text},"failed_at":{when},"priority":"{_NAMES[job.priority]}",'
+        f'"created":{_num("created", job.created)},"handler":{_opt(job.handler)},'
+        f'"payload":"{payload}"'
+    ).encode()
 
 
 _str: Callable[[str], str] = json.encoder.encode_basestring_ascii  # quoted, escaped, ASCII
@@ -256,17 +284,8 @@ def _record(f: dict[str, Any]) -> Record:
     job_id = f["id"]
     if not isinstance(job_id, str) or not job_id:
         raise TypeError("id must be a non-empty str")
-    if op is Op.ENQUEUED:
-        job = Job(
-            id=job_id,
-            priority=Priority[f["priority"]],
-            payload=base64.b64decode(f["payload"].encode("ascii"), validate=True),
-            attempts=_int(f["attempts"]),
-            created=_time("created", f["created"]),
-            handler=f["handler"],
-            run_at=None if f.get("run_at") is None else _time("run_at", f["run_at"]),
-        )  # the constructor checks every field, as for a Job built by hand
-        return Record(op, job_id, job=job)
+    if op is Op.ENQUEUED or op is Op.REQUEUED:
+        return Record(op, job_id, job=_job(job_id, f))
     if op is Op.COMPLETED or op is Op.CANCELLED:
         return Record(op, job_id)
     error = f["error"]
@@ -275,7 +294,29 @@ def _record(f: dict[str, Any]) -> Record:
     if op is Op.RETRYING:
         retry_at = _time("retry_at", f["retry_at"])
         return Record(op, job_id, attempts=_int(f["attempts"]), retry_at=retry_at, error=error)
-    return Record(op, job_id, attempts=_int(f["attempts"]), error=error)
+    if "payload" not in f:  # written before failed records kept the job
+        return Record(op, job_id, attempts=_int(f["attempts"]), error=error)
+    failed_at = None if f["failed_at"] is None else _time("failed_at", f["failed_at"])
+    return Record(
+        op,
+        job_id,
+        job=_job(job_id, f),
+        attempts=_int(f["attempts"]),
+        error=error,
+        failed_at=failed_at,
+    )
+
+
+def _job(job_id: str, f: dict[str, Any]) -> Job:
+    return Job(
+        id=job_id,
+        priority=Priority[f["priority"]],
+        payload=base64.b64decode(f["payload"].encode("ascii"), validate=True),
+        attempts=_int(f["attempts"]),
+        created=_time("created", f["created"]),
+        handler=f["handler"],
+        run_at=None if f.get("run_at") is None else _time("run_at", f["run_at"]),
+    )  # the constructor checks every field, as for a Job built by hand
 
 
 def _time(name: str, value: object) -> float:

@@ -44,10 +44,12 @@ from jobqueue.final.log.format import (
     completed_fields,
     enqueued_fields,
     failed_fields,
+    requeued_fields,
     retrying_fields,
 )
 from jobqueue.final.log.replay import replay
 from jobqueue.final.log.writer import Writer
+from jobqueue.final.logfields import job_fields
 from jobqueue.final.storage import StoredJob
 from jobqueue.vocabulary import Job, PersistenceError
 
@@ -149,8 +151,15 @@ class JobLog:
     def completed(self, job_id: str) -> None:
         self._writer.buffer(Op.COMPLETED, job_id, completed_fields(job_id))
 
-    def failed(self, job_id: str, attempts: int, error: str) -> None:
-        self._writer.write_now(Op.FAILED, job_id, failed_fields(job_id, attempts, error))
+    def failed(self, job: Job, attempts: int, error: str, failed_at: float) -> None:
+        try:
+            rest = failed_fields(job.id, attempts, error, job, failed_at)
+        except ValueError as exc:  # NaN or infinity: never written, the log stays JSON
+            raise PersistenceError(f"{self._path}: job {job.id!r}: {exc}") from None
+        self._writer.write_now(Op.FAILED, job.id, rest)
+
+    def requeued(self, job: Job) -> None:
+        self._writer.write_now(Op.REQUEUED, job.id, requeued_fields(job))
 
     def cancelled(self, job_id: str) -> None:
         self._writer.write_now(Op.CANCELLED, job_id, cancelled_fields(job_id))
@@ -206,6 +215,7 @@ class JobLog:
             self._path,
             stored.job.id,
             stored.retry_at,
+            extra=job_fields(stored.job, stored.job.attempts + 1),
         )
         return replace(stored, retry_at=latest)
 

@@ -44,13 +44,15 @@ class Live:
 
 @dataclass(frozen=True, slots=True)
 class Finished:
-    """A finished job in the bounded history.  Its payload is not kept."""
+    """A finished job in the bounded history.  Only a FAILED one keeps its job (payload)."""
 
     id: str
     status: Status  # COMPLETED, FAILED or CANCELLED
     attempts: int = 0
     error: str | None = None
     size: int = 0
+    job: Job | None = None  # FAILED: the dead job (None if written before dead() existed)
+    failed_at: float | None = None  # FAILED: wall-clock time
 
 
 @dataclass(slots=True)
@@ -72,7 +74,7 @@ class State:
         """
         op, job_id = record.op, record.id
         old = self.live.get(job_id)
-        if op is Op.ENQUEUED:
+        if op is Op.ENQUEUED or op is Op.REQUEUED:
             assert record.job is not None
             self._forget(job_id)
             self._set(Live(record.job, Status.QUEUED, size=size))
@@ -95,7 +97,9 @@ class State:
     def _finish(self, record: Record, size: int) -> None:
         self._forget(record.id)
         status = _ENDS[record.op]
-        self.history[record.id] = Finished(record.id, status, record.attempts, record.error, size)
+        self.history[record.id] = Finished(
+            record.id, status, record.attempts, record.error, size, record.job, record.failed_at
+        )
         self.live_bytes += size
         while len(self.history) > self.history_limit:
             _, dropped = self.history.popitem(last=False)
@@ -111,8 +115,8 @@ class State:
         """What ``Storage.recover()`` returns: live jobs in enqueue order, then history."""
         jobs = [StoredJob(x.job, x.status, x.retry_at, x.error) for x in self.live.values()]
         for done in self.history.values():
-            job = Job(id=done.id, attempts=done.attempts, created=0.0)
-            jobs.append(StoredJob(job, done.status, None, done.error))
+            job = done.job or Job(id=done.id, attempts=done.attempts, created=0.0)
+            jobs.append(StoredJob(job, done.status, None, done.error, done.failed_at))
         return jobs
 
 

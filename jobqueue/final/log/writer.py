@@ -56,7 +56,7 @@ __all__ = ["Snapshot", "Writer"]
 
 logger = logging.getLogger(__name__)
 
-_ENQUEUED = Op.ENQUEUED
+_ACKS = (Op.ENQUEUED, Op.REQUEUED)  # records whose caller learns they failed: not kept
 
 
 class _Ack:
@@ -403,7 +403,7 @@ class Writer:
             self.ops.truncate(fd, start)  # a short write must not leave half a line
         except OSError as again:
             return self.fail(f"write failed ({exc}), then truncating it back failed: {again}")
-        kept = [record for record in batch if record[0] is not _ENQUEUED]
+        kept = [record for record in batch if record[0] not in _ACKS]
         if kept:
             with self.mutex:
                 self.pending[:0] = kept

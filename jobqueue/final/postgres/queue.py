@@ -54,6 +54,7 @@ from jobqueue.final.postgres.schema import ensure_schema
 from jobqueue.final.postgres.store import CHANNEL, Claim, Store
 from jobqueue.final.queue import JobQueue
 from jobqueue.final.speed import Condition
+from jobqueue.final.waits import WaitTimes
 from jobqueue.vocabulary import (
     Handler,
     Job,
@@ -205,7 +206,13 @@ class PostgresJobQueue(JobQueue):
             counts = self._store.counts(conn)
         with self._mutex:
             local = self._counters.snapshot(
-                [0] * len(Priority), [0] * len(Priority), self._config.num_workers, time.monotonic()
+                [0] * len(Priority),
+                [0] * len(Priority),
+                self._config.num_workers,
+                time.monotonic(),
+                oldest=[0.0] * len(Priority),  # ignored: nothing is queued in this process
+                waits=WaitTimes(),
+                paused=frozenset(),
             )
         by_priority = {p: PriorityMetrics(**counts[p]) for p in Priority}
         total = {

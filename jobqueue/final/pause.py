@@ -1,0 +1,43 @@
+"""Pause and resume for ``final``: stop starting jobs of some priorities, for a deploy say.
+
+A paused priority starts no new job; its jobs stay QUEUED, enqueues are still
+accepted within the bound, and running jobs finish.  The fairness picker
+sees a paused priority as empty, so the fairness bound applies to what is not
+paused, and a paused LOW earns no tokens that would let a burst through on
+resume.  ``pause()`` with no priority pauses every one.
+
+Not thread-safe on its own: the queue's mutex guards it.
+"""
+
+from __future__ import annotations
+
+from jobqueue.vocabulary import Priority
+
+__all__ = ["Pauses"]
+
+
+class Pauses:
+    """Which priorities are paused.  ``any`` is the hot path's one check."""
+
+    __slots__ = ("any", "paused")
+
+    def __init__(self) -> None:
+        self.paused = [False] * len(Priority)
+        self.any = False
+
+    def set(self, priority: Priority | None, paused: bool) -> None:
+        """Pause (or resume) ``priority``, or every priority if None."""
+        if priority is None:
+            self.paused = [paused] * len(Priority)
+        else:
+            if not isinstance(priority, Priority):
+                raise TypeError(f"priority must be a Priority or None, got {priority!r}")
+            self.paused[priority] = paused
+        self.any = any(self.paused)
+
+    def mask(self, waiting: list[int]) -> list[int]:
+        """``waiting`` with the paused priorities counted as empty."""
+        return [0 if paused else n for n, paused in zip(waiting, self.paused, strict=True)]
+
+    def frozen(self) -> frozenset[Priority]:
+        return frozenset(p for p in Priority if self.paused[p])
