@@ -38,31 +38,38 @@ import random
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Iterable
 from types import MappingProxyType, TracebackType
 
 import psycopg
 
 from jobqueue import vocabulary
 from jobqueue.final.config import Config
+from jobqueue.final.context import enter_worker
+from jobqueue.final.dead import DeadJob, error_text
 from jobqueue.final.fairness import FairPicker
+from jobqueue.final.futures import JobFuture
 from jobqueue.final.handlers import Handlers
 from jobqueue.final.metrics import Counters, Metrics, PriorityMetrics
+from jobqueue.final.pause import Pauses
 from jobqueue.final.postgres.completions import CompletionWriter
 from jobqueue.final.postgres.connections import Link, Pool
 from jobqueue.final.postgres.leases import Maintenance
 from jobqueue.final.postgres.schema import ensure_schema
-from jobqueue.final.postgres.store import CHANNEL, Claim, Store
+from jobqueue.final.postgres.store import CHANNEL, Claim, Conn, Store
 from jobqueue.final.queue import JobQueue
 from jobqueue.final.speed import Condition
 from jobqueue.final.waits import WaitTimes
 from jobqueue.vocabulary import (
     Handler,
     Job,
+    PermanentFailure,
     PersistenceError,
     Priority,
     QueueClosed,
     QueueFull,
     Status,
+    batch_shares,
     check_timeout,
     log_base_exception,
     refuse_inside_handler,
@@ -111,6 +118,8 @@ class PostgresJobQueue(JobQueue):
         self._closed = False
         self._stopped = threading.Event()  # set by close(): ends join()'s and enqueue's polls
         self._counters = Counters(time.monotonic())  # this process's runs: utilization
+        self._waits = WaitTimes()  # this process's recent claims: wait_p50/p99
+        self._pauses = Pauses()  # per process: what this process claims (pause.py)
         self._threads: list[threading.Thread] = []
         self._in_handler = threading.local()  # .job: the job a worker thread is running
         self._writer = CompletionWriter(store, url)
@@ -168,26 +177,71 @@ class PostgresJobQueue(JobQueue):
                     f"{self._config.queue_name!r}, so its handler must have a name; "
                     "register it in Config.handlers"
                 )
+        if job.run_at is not None:
+            _no_run_at(job)
         check_timeout(timeout)
+        size = self._config.queue_size
+        self._until_room(
+            f"job {job.id!r}",
+            lambda conn: self._store.enqueue(conn, job, size),
+            f"the {job.priority.name} queue of {self._config.queue_name!r} is full "
+            f"({size} jobs) after {timeout}s",
+            timeout,
+        )
+
+    def enqueue_many(self, jobs: Iterable[Job], timeout: float | None = None) -> None:
+        """Add every job of ``jobs``, each run by the handler it names: all or none.
+
+        One transaction, one multi-row INSERT, one commit: if it raises, no
+        process sees any job of the batch.  Waits for room for the whole
+        batch (``QueueFull`` after ``timeout``); ``ValueError`` if one
+        priority's share exceeds ``queue_size``; ``DuplicateJobError`` if an
+        id is in the batch twice or live in any process.
+        """
+        batch = list(jobs)
+        for job in batch:
+            if not isinstance(job, Job):
+                raise TypeError(f"job must be a Job, got {type(job).__name__}")
+            if job.run_at is not None:
+                _no_run_at(job)
+            if self._config.num_workers:  # a producer-only process may not know the handlers
+                self._handlers.for_job(job)
+        check_timeout(timeout)
+        size = self._config.queue_size
+        shares = batch_shares(batch, size, unique_ids=True)
+        if not batch:
+            return
+        self._until_room(
+            f"a batch of {len(batch)} jobs",
+            lambda conn: self._store.enqueue_many(conn, batch, shares, size),
+            f"no room for all of it in queue {self._config.queue_name!r} "
+            f"(queue_size={size} per priority) after {timeout}s",
+            timeout,
+        )
+
+    def _until_room(
+        self,
+        what: str,
+        insert: Callable[[Conn], bool],
+        full: str,
+        timeout: float | None,
+    ) -> None:
+        """Run ``insert`` until it finds room (True), polling gently while it is full:
+        room is made by any process, and they send no NOTIFY for it."""
         deadline = None if timeout is None else time.monotonic() + timeout
         pause = _POLL_MIN
         while True:
             if self._closed:
-                raise QueueClosed(f"cannot enqueue job {job.id!r}: the queue is closed")
-            with self._pool.connection(f"enqueue {job.id!r}") as conn:
-                if self._store.enqueue(conn, job, self._config.queue_size):
+                raise QueueClosed(f"cannot enqueue {what}: the queue is closed")
+            with self._pool.connection(f"enqueue {what}") as conn:
+                if insert(conn):
                     return
-            # Full.  Producers poll (gently): space is freed by any process.
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
-                raise QueueFull(
-                    f"cannot enqueue job {job.id!r}: the {job.priority.name} queue of "
-                    f"{self._config.queue_name!r} is full ({self._config.queue_size} "
-                    f"jobs) after {timeout}s"
-                )
+                raise QueueFull(f"cannot enqueue {what}: {full}")
             with self._mutex:
                 if self._closed:
-                    raise QueueClosed(f"cannot enqueue job {job.id!r}: the queue is closed")
+                    raise QueueClosed(f"cannot enqueue {what}: the queue is closed")
                 self._producers_waiting += 1
                 try:
                     self._has_room.wait(pause if remaining is None else min(pause, remaining))
@@ -195,13 +249,35 @@ class PostgresJobQueue(JobQueue):
                     self._producers_waiting -= 1
             pause = min(_POLL_MAX, pause * 2)
 
+    def submit(self, job: Job, timeout: float | None = None) -> JobFuture:
+        """Not on PostgreSQL yet: a job of a shared queue may run in another process, so
+        its Future must watch the row; raises ``NotImplementedError``."""
+        raise NotImplementedError(
+            "submit() is not on PostgreSQL yet: the job may run in any process sharing "
+            f"queue {self._config.queue_name!r}, and no Future watches its row; use "
+            "enqueue() and status(), or the in-process jobqueue.final"
+        )
+
+    def cancel(self, job_id: str) -> bool:
+        """Not on PostgreSQL yet (the jobs table has no cancelled state); raises
+        ``NotImplementedError``."""
+        raise NotImplementedError(
+            "cancel() is not on PostgreSQL yet: the jobs table has no cancelled state "
+            "(a schema migration); use the in-process jobqueue.final"
+        )
+
     def status(self, job_id: str) -> Status | None:
         """The job's status in the shared queue, or None if unknown (or pruned)."""
         with self._pool.connection(f"status of {job_id!r}") as conn:
             return self._store.status(conn, job_id, self._config.status_history)
 
     def metrics(self) -> Metrics:
-        """The shared counts, one snapshot of the database, plus this process's workers."""
+        """The shared counts, one snapshot of the database, plus this process's workers.
+
+        ``oldest_wait`` is shared (the server's clock); ``wait_p50``/``wait_p99``
+        are the waits of the jobs this process claimed lately; ``paused`` is
+        this process's pauses.
+        """
         with self._pool.connection("metrics") as conn:
             counts = self._store.counts(conn)
         with self._mutex:
@@ -211,10 +287,17 @@ class PostgresJobQueue(JobQueue):
                 self._config.num_workers,
                 time.monotonic(),
                 oldest=[0.0] * len(Priority),  # ignored: nothing is queued in this process
-                waits=WaitTimes(),
-                paused=frozenset(),
+                waits=self._waits,
+                paused=self._pauses.frozen(),
             )
-        by_priority = {p: PriorityMetrics(**counts[p]) for p in Priority}
+        by_priority = {
+            p: PriorityMetrics(
+                **counts[p],
+                wait_p50=local.by_priority[p].wait_p50,
+                wait_p99=local.by_priority[p].wait_p99,
+            )
+            for p in Priority
+        }
         total = {
             key: sum(getattr(m, key) for m in by_priority.values())
             for key in ("queued", "retrying", "processing", "completed", "failed", "retried")
@@ -226,7 +309,61 @@ class PostgresJobQueue(JobQueue):
             busy_workers=local.busy_workers,
             utilization=local.utilization,
             uptime=local.uptime,
+            paused=local.paused,
         )
+
+    def dead(self, limit: int = 100) -> list[DeadJob]:
+        """Up to ``limit`` jobs that failed for good, newest first: the FAILED rows among
+        the newest ``status_history`` finished jobs of the shared queue, payload kept."""
+        if isinstance(limit, bool) or not isinstance(limit, int):
+            raise TypeError(f"limit must be an int, got {type(limit).__name__}")
+        if limit < 0:
+            raise ValueError(f"limit must be >= 0, got {limit}")
+        with self._pool.connection("dead") as conn:
+            rows = self._store.dead(conn, limit, self._config.status_history)
+        found = []
+        for job_id, priority, payload, handler, created, attempts, error, failed_at in rows:
+            job = Job(
+                id=job_id,
+                priority=Priority(priority),
+                payload=bytes(payload),
+                attempts=attempts,
+                created=created,
+                handler=handler,
+            )
+            found.append(DeadJob(job, attempts, error, failed_at))
+        return found
+
+    def requeue(self, job_id: str, timeout: float | None = None) -> bool:
+        """Queue a dead job again, QUEUED with its attempts reset; False if ``job_id`` is
+        not a dead job (or is live again).  One conditional UPDATE: of two processes
+        requeueing it at once, one wins.  Like a retry, it re-enters past
+        ``queue_size`` (it was accepted once), so ``timeout`` is checked, not used."""
+        if not isinstance(job_id, str):
+            raise TypeError(f"job_id must be a str, got {type(job_id).__name__}")
+        check_timeout(timeout)
+        with self._pool.connection(f"requeue {job_id!r}") as conn:
+            done = self._store.requeue(conn, job_id, self._config.status_history)
+        if done:
+            logger.info("job %r requeued", job_id)
+        return done
+
+    def pause(self, priority: Priority | None = None) -> None:
+        """This process claims no new job of ``priority`` (of any, if None).
+
+        Per process: other processes sharing the queue go on claiming it;
+        pause each of them (a deploy pauses every process) to stop a priority
+        everywhere.  Enqueues go on; running jobs finish (``pause.py``).
+        """
+        with self._mutex:
+            self._pauses.set(priority, True)
+
+    def resume(self, priority: Priority | None = None) -> None:
+        """Undo ``pause`` in this process: it claims ``priority``'s jobs (every one's) again."""
+        with self._mutex:
+            self._pauses.set(priority, False)
+        if self._config.num_workers and not self._closed:
+            self._wake_fetcher()  # it may sleep on LISTEN with only paused jobs queued
 
     def join(self, timeout: float | None = None) -> bool:
         """Wait until the shared queue has no unfinished job, from any process.
@@ -309,7 +446,13 @@ class PostgresJobQueue(JobQueue):
                         pass  # drop the backlog: the query below sees what they announced
                     if not any(waiting):  # else: as the last claim saw it, no round trip
                         waiting = self._store.waiting(conn)
-                    claims, waiting = self._claim(conn, wanted, waiting)
+                    with self._mutex:
+                        paused = self._pauses.any
+                        mask = self._pauses.mask
+                    # Paused priorities count as empty: the picker never chooses them.
+                    claims, waiting = self._claim(
+                        conn, wanted, mask(waiting) if paused else waiting
+                    )
                     if not claims and not self._closed:  # (the drain may have eaten close's NOTIFY)
                         # Nothing we could take: sleep until an enqueue's NOTIFY.
                         # The timeout is a fallback; due retries and expired leases
@@ -326,6 +469,8 @@ class PostgresJobQueue(JobQueue):
                     continue
                 with self._mutex:
                     if not self._closed:
+                        for claim in claims:
+                            self._waits.recent[claim.job.priority].append(claim.waited)
                         self._ready.extend(claims)
                         self._held.update((claim.seq, claim) for claim in claims)
                         if self._producers_waiting:
@@ -409,18 +554,21 @@ class PostgresJobQueue(JobQueue):
             self._writer.add(claim)
             return
         job = claim.job
-        retry = claim.attempt <= self._config.max_retries
+        # A PermanentFailure says another attempt cannot cure it: failed for good now.
+        retry = claim.attempt <= self._config.max_retries and not isinstance(
+            error, PermanentFailure
+        )
         try:
             with self._pool.connection(f"record the failure of {job.id!r}") as conn:
                 if retry:
                     delay = self._retry_delay(claim.attempt)
-                    if self._store.retrying(conn, claim, delay, repr(error)):
+                    if self._store.retrying(conn, claim, delay, error_text(error)):
                         self._maintenance.retry_at(time.monotonic() + delay)
                     logger.info(
                         "job %r failed (%r); retry %d in %.3gs", job.id, error, claim.attempt, delay
                     )
                 else:
-                    self._store.failed(conn, claim, repr(error))
+                    self._store.failed(conn, claim, error_text(error))
                     logger.error(
                         "job %r failed for good after %d attempts: %r", job.id, claim.attempt, error
                     )
@@ -433,11 +581,19 @@ class PostgresJobQueue(JobQueue):
         return delay * random.uniform(1 - jitter, 1 + jitter) if jitter else delay
 
 
+def _no_run_at(job: Job) -> None:
+    raise NotImplementedError(
+        f"run_at: job {job.id!r} has a run_at, and delayed jobs are not on PostgreSQL yet: "
+        "the jobs table has no due time for a first run; use the in-process jobqueue.final"
+    )
+
+
 def _worker(jq: PostgresJobQueue) -> None:
     """Run claimed jobs until close()."""
+    slot = enter_worker(jq)  # current_job(): context.py
     while (taken := jq._next_claim()) is not None:
         claim, started = taken
-        jq._in_handler.job = claim.job
+        jq._in_handler.job = slot.job = claim.job  # job.attempts + 1 is the claim's attempt
         try:
             handler = jq._handlers.for_job(claim.job)  # by name: any process may have enqueued it
             handler(claim.job.payload)
@@ -448,4 +604,4 @@ def _worker(jq: PostgresJobQueue) -> None:
         else:
             jq._ended(claim, started, None)
         finally:
-            jq._in_handler.job = None
+            jq._in_handler.job = slot.job = None

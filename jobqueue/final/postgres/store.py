@@ -53,6 +53,7 @@ class Claim:
     seq: int
     attempt: int  # 1 on the first run; with seq and the owner, the claim token
     job: Job  # job.attempts = runs before this one
+    waited: float = 0.0  # seconds queued before this claim, by the server's clock
 
 
 class Store:
@@ -116,6 +117,76 @@ class Store:
                 f"cannot enqueue job {job.id!r}: it is still {shown} in queue {self.queue!r}"
             ) from None
 
+    def enqueue_many(
+        self, conn: Conn, jobs: Sequence[Job], shares: Sequence[int], size: int
+    ) -> bool:
+        """Insert every job of ``jobs`` in one transaction, all or none; False, nothing
+        inserted, if a priority lacks room for its ``shares[p]`` jobs.
+        ``DuplicateJobError`` (nothing inserted) if an id is live in any process.
+
+        As ``enqueue``: the advisory lock of each priority in the batch, taken
+        in ascending priority (one lock order for every producer, so two
+        batches cannot deadlock), makes the counts and the insert one step.
+        One multi-row INSERT from arrays, one commit, one NOTIFY.
+        """
+        try:
+            with conn.transaction():
+                for p, n in enumerate(shares):
+                    if n:
+                        conn.execute(
+                            "SELECT pg_advisory_xact_lock(hashtext(%s), %s)", (self.queue, p)
+                        )
+                for p, n in enumerate(shares):
+                    if not n:
+                        continue
+                    row = conn.execute(
+                        """
+                        SELECT count(*) FROM (
+                            SELECT 1 FROM jobqueue_jobs
+                            WHERE queue = %(q)s AND state = 'queued' AND priority = %(p)s
+                            LIMIT %(size)s) AS waiting
+                        """,
+                        {"q": self.queue, "p": p, "size": size},
+                    ).fetchone()
+                    if row is None or int(row[0]) + n > size:
+                        return False  # the empty transaction commits
+                conn.execute(
+                    """
+                    INSERT INTO jobqueue_jobs
+                        (queue, id, priority, payload, handler, created, state, attempts)
+                    SELECT %(q)s, b.id, b.priority, b.payload, b.handler, b.created,
+                           'queued', b.attempts
+                    FROM unnest(%(ids)s::text[], %(ps)s::smallint[], %(payloads)s::bytea[],
+                                %(handlers)s::text[], %(created)s::double precision[],
+                                %(attempts)s::integer[])
+                         WITH ORDINALITY AS b(id, priority, payload, handler, created,
+                                              attempts, n)
+                    ORDER BY b.n  -- FIFO within the batch: seq follows the list
+                    """,
+                    {
+                        "q": self.queue,
+                        "ids": [job.id for job in jobs],
+                        "ps": [int(job.priority) for job in jobs],
+                        "payloads": [job.payload for job in jobs],
+                        "handlers": [job.handler for job in jobs],
+                        "created": [job.created for job in jobs],
+                        "attempts": [job.attempts for job in jobs],
+                    },
+                )
+                conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, self.queue))
+            return True
+        except psycopg.errors.UniqueViolation:
+            live = conn.execute(
+                "SELECT id, state FROM jobqueue_jobs WHERE queue = %s AND id = ANY(%s)"
+                " AND state IN ('queued', 'processing', 'retrying') LIMIT 1",
+                (self.queue, [job.id for job in jobs]),
+            ).fetchone()
+            shown = f"{live[0]!r}: it is still {live[1]}" if live else "an id: it is still live"
+            raise DuplicateJobError(
+                f"cannot enqueue a batch of {len(jobs)} jobs into queue {self.queue!r}: "
+                f"job {shown}; nothing was enqueued"
+            ) from None
+
     # -- the fetcher -------------------------------------------------------------
 
     def waiting(self, conn: Conn) -> list[int]:
@@ -171,8 +242,9 @@ class Store:
                     WHERE j.seq = ANY (ARRAY (SELECT seq FROM p0 UNION ALL SELECT seq FROM p1
                                               UNION ALL SELECT seq FROM p2))
                     RETURNING j.seq, j.attempts, j.id, j.priority, j.payload, j.handler,
-                              j.created)
-            SELECT seq, attempts, id, priority, payload, handler, created FROM claimed
+                              j.created,
+                              extract(epoch FROM now() - j.enqueued_at)::float8 AS waited)
+            SELECT seq, attempts, id, priority, payload, handler, created, waited FROM claimed
             UNION ALL
             SELECT -1,
                    (EXISTS (SELECT 1 FROM jobqueue_jobs
@@ -184,7 +256,7 @@ class Store:
                  + (EXISTS (SELECT 1 FROM jobqueue_jobs
                             WHERE queue = %(q)s AND state = 'queued' AND priority = 2
                             ORDER BY enqueued_at, seq OFFSET %(n2)s LIMIT 1))::integer * 4,
-                   NULL, NULL, NULL, NULL, NULL
+                   NULL, NULL, NULL, NULL, NULL, NULL
             """,
             {
                 "q": self.queue,
@@ -197,7 +269,7 @@ class Store:
         ).fetchall()
         claims: list[Claim] = []
         flags = [0] * len(Priority)
-        for seq, attempt, job_id, priority, payload, handler, created in rows:
+        for seq, attempt, job_id, priority, payload, handler, created, waited in rows:
             if seq == -1:
                 flags = [(attempt >> p) & 1 for p in Priority]
                 continue
@@ -209,7 +281,7 @@ class Store:
                 created=created,
                 handler=handler,
             )
-            claims.append(Claim(seq=seq, attempt=attempt, job=job))
+            claims.append(Claim(seq=seq, attempt=attempt, job=job, waited=max(0.0, waited)))
         claims.sort(key=lambda c: c.seq)
         return claims, flags
 
@@ -344,8 +416,9 @@ class Store:
         ).fetchone()
         return bool(row is not None and row[0])
 
-    def counts(self, conn: Conn) -> list[dict[str, int]]:
-        """Per priority: queued, retrying, processing, completed, failed, retried.
+    def counts(self, conn: Conn) -> list[dict[str, Any]]:
+        """Per priority: queued, retrying, processing, completed, failed, retried, and
+        oldest_wait (seconds the oldest queued job has waited, by the server's clock).
 
         One statement, so one snapshot: the numbers agree with each other.
         """
@@ -353,14 +426,16 @@ class Store:
             """
             SELECT c.priority, coalesce(j.queued, 0), coalesce(j.retrying, 0),
                    coalesce(j.processing, 0), c.completed + coalesce(j.completed, 0),
-                   c.failed + coalesce(j.failed, 0), c.retried
+                   c.failed + coalesce(j.failed, 0), c.retried, coalesce(j.oldest_wait, 0.0)
             FROM jobqueue_counts c
             LEFT JOIN LATERAL (
                 SELECT count(*) FILTER (WHERE state = 'queued') AS queued,
                        count(*) FILTER (WHERE state = 'retrying') AS retrying,
                        count(*) FILTER (WHERE state = 'processing') AS processing,
                        count(*) FILTER (WHERE state = 'completed') AS completed,
-                       count(*) FILTER (WHERE state = 'failed') AS failed
+                       count(*) FILTER (WHERE state = 'failed') AS failed,
+                       extract(epoch FROM now() - min(enqueued_at)
+                               FILTER (WHERE state = 'queued'))::float8 AS oldest_wait
                 FROM jobqueue_jobs WHERE queue = c.queue AND priority = c.priority
             ) AS j ON true
             WHERE c.queue = %s ORDER BY c.priority
@@ -368,7 +443,74 @@ class Store:
             (self.queue,),
         ).fetchall()
         keys = ("queued", "retrying", "processing", "completed", "failed", "retried")
-        return [dict(zip(keys, (int(v) for v in row[1:]), strict=True)) for row in rows]
+        return [
+            {**dict(zip(keys, (int(v) for v in row[1:7]), strict=True)), "oldest_wait": row[7]}
+            for row in rows
+        ]
+
+    # -- dead letters -------------------------------------------------------------
+
+    def dead(self, conn: Conn, limit: int, history: int) -> list[tuple[Any, ...]]:
+        """The failed jobs among the newest ``history`` finished ones, newest first, up to
+        ``limit``: each a row (id, priority, payload, handler, created, attempts, error,
+        failed_at as epoch seconds).  An id that is live again, or whose newest finished
+        run completed, is not dead."""
+        rows = conn.execute(
+            """
+            WITH recent AS (
+                SELECT seq, id, state, priority, payload, handler, created, attempts, error,
+                       finished_at
+                FROM jobqueue_jobs
+                WHERE queue = %(q)s AND state IN ('completed', 'failed')
+                ORDER BY finished_at DESC, seq DESC LIMIT %(h)s),
+            newest AS (
+                SELECT DISTINCT ON (id) * FROM recent ORDER BY id, finished_at DESC, seq DESC)
+            SELECT n.id, n.priority, n.payload, n.handler, n.created, n.attempts,
+                   coalesce(n.error, ''), extract(epoch FROM n.finished_at)::float8
+            FROM newest n
+            WHERE n.state = 'failed'
+              AND NOT EXISTS (SELECT 1 FROM jobqueue_jobs l
+                              WHERE l.queue = %(q)s AND l.id = n.id
+                                AND l.state IN ('queued', 'processing', 'retrying'))
+            ORDER BY n.finished_at DESC, n.seq DESC LIMIT %(limit)s
+            """,
+            {"q": self.queue, "h": history, "limit": limit},
+        ).fetchall()
+        return list(rows)
+
+    def requeue(self, conn: Conn, job_id: str, history: int) -> bool:
+        """Queue the dead job ``job_id`` again, its attempts reset; False if it is not
+        dead (not failed among the newest ``history``, or live again).
+
+        One conditional UPDATE of the failed row (``state = 'failed'`` in its
+        WHERE): of two processes requeueing it at once, one updates the row and
+        the other matches nothing.  An id live again trips the live-id index.
+        """
+        dead = self.dead(conn, history, history)
+        if not any(row[0] == job_id for row in dead):
+            return False
+        try:
+            # The failed total keeps counting it (in jobqueue_counts), as in-process.
+            row = conn.execute(
+                """
+                WITH j AS (
+                    UPDATE jobqueue_jobs
+                    SET state = 'queued', attempts = 0, enqueued_at = now(), run_after = NULL,
+                        error = NULL, finished_at = NULL
+                    WHERE seq = (SELECT seq FROM jobqueue_jobs
+                                 WHERE queue = %(q)s AND id = %(id)s AND state = 'failed'
+                                 ORDER BY finished_at DESC, seq DESC LIMIT 1)
+                      AND state = 'failed'
+                    RETURNING priority)
+                UPDATE jobqueue_counts c SET failed = c.failed + 1
+                FROM j WHERE c.queue = %(q)s AND c.priority = j.priority
+                RETURNING pg_notify(%(channel)s, %(q)s)::text
+                """,
+                {"q": self.queue, "id": job_id, "channel": CHANNEL},
+            ).fetchone()
+        except psycopg.errors.UniqueViolation:  # enqueued anew meanwhile: live, not dead
+            return False
+        return row is not None
 
 
 def tokens(claims: Iterable[Claim]) -> tuple[list[int], list[int]]:
