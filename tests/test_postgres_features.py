@@ -1,0 +1,213 @@
+"""final's newer calls on PostgreSQL: enqueue_many, PermanentFailure, current_job, dead
+letters, wait age, pause; and the calls that say plainly they are not there yet.
+
+Two ``JobQueue`` objects in this process stand in for two processes: they
+share only the database (each has its own connections and lease owner).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from jobqueue.final import (
+    Config,
+    DuplicateJobError,
+    Job,
+    JobContext,
+    JobQueue,
+    PermanentFailure,
+    Priority,
+    QueueFull,
+    Status,
+    current_job,
+)
+from tests.helpers import WAIT, Gate
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def queue(url: str, name: str, **config: Any) -> Any:
+    config.setdefault("lease_timeout", 5.0)
+    return JobQueue(Config(postgres_url=url, queue_name=name, **config))
+
+
+def eventually(predicate: Callable[[], bool], timeout: float = WAIT) -> None:
+    """Poll ``predicate`` (a database read) until true; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.02)
+
+
+# -- enqueue_many -------------------------------------------------------------------
+
+
+def test_a_batch_with_an_id_live_in_another_process_inserts_nothing(
+    pg_url: str, pg_queue_name: str
+) -> None:
+    with (
+        queue(pg_url, pg_queue_name, num_workers=0) as web,
+        queue(pg_url, pg_queue_name, num_workers=0) as other,
+    ):
+        web.enqueue(Job(id="b"))
+        with pytest.raises(DuplicateJobError, match=r"'b'.*queued.*nothing was enqueued"):
+            other.enqueue_many([Job(id="a"), Job(id="b"), Job(id="c")])
+        assert (web.status("a"), web.status("c"), web.metrics().queued) == (None, None, 1)
+        with pytest.raises(DuplicateJobError, match="twice"):
+            other.enqueue_many([Job(id="d"), Job(id="d")])
+        other.enqueue_many([Job(id="a"), Job(id="c", priority=Priority.HIGH)])
+        assert web.status("a") is web.status("c") is Status.QUEUED
+
+
+def test_a_batch_runs_everything_in_its_order(pg_url: str, pg_queue_name: str) -> None:
+    ran: list[bytes] = []
+    with queue(pg_url, pg_queue_name, num_workers=0) as web:
+        web.enqueue_many(Job(id=f"j{i}", payload=b"%d" % i) for i in range(50))
+    with queue(pg_url, pg_queue_name, num_workers=1, handler=ran.append) as worker:
+        assert worker.join(timeout=WAIT)
+        assert worker.metrics().completed == 50
+    assert ran == [b"%d" % i for i in range(50)]  # FIFO within the batch
+
+
+def test_a_batch_waits_for_room_for_all_of_it(pg_url: str, pg_queue_name: str) -> None:
+    with queue(pg_url, pg_queue_name, num_workers=0, queue_size=3) as web:
+        with pytest.raises(ValueError, match="queue_size=3"):
+            web.enqueue_many([Job(id=f"big{i}") for i in range(4)])
+        web.enqueue(Job(id="first"))
+        web.enqueue(Job(id="second"))
+        with pytest.raises(QueueFull, match="a batch of 2 jobs"):
+            web.enqueue_many([Job(id="x"), Job(id="y")], timeout=0.1)
+        assert (web.status("x"), web.status("y"), web.metrics().queued) == (None, None, 2)
+        web.enqueue_many([Job(id="x"), Job(id="y", priority=Priority.LOW)], timeout=0.1)
+        assert web.metrics().queued == 4
+
+
+# -- the handler's side: PermanentFailure, current_job --------------------------------
+
+
+def test_a_permanent_failure_is_not_retried(pg_url: str, pg_queue_name: str) -> None:
+    runs: list[bytes] = []
+
+    def gone(payload: bytes) -> None:
+        runs.append(payload)
+        raise PermanentFailure("404 from the webhook")
+
+    with queue(pg_url, pg_queue_name, max_retries=3, handler=gone) as q:
+        q.enqueue(Job(id="p"))
+        assert q.join(timeout=WAIT)
+        assert (q.status("p"), q.metrics().retried, len(runs)) == (Status.FAILED, 0, 1)
+        assert "404 from the webhook" in q.dead()[0].error
+
+
+def test_current_job_gives_the_claims_attempt(pg_url: str, pg_queue_name: str) -> None:
+    seen: list[JobContext | None] = []
+
+    def flaky(payload: bytes) -> None:
+        seen.append(current_job())
+        if len(seen) == 1:
+            raise RuntimeError("first run fails")
+
+    with queue(pg_url, pg_queue_name, max_retries=1, retry_base_delay=0.01, handler=flaky) as q:
+        q.enqueue(Job(id="c", payload=b"body"))
+        assert q.join(timeout=WAIT)
+        assert current_job() is None  # outside a handler
+    first, second = seen
+    assert first is not None
+    assert second is not None
+    assert (first.job.id, first.job.payload, first.attempt) == ("c", b"body", 1)
+    assert (second.attempt, second.queue) == (2, q)
+
+
+# -- dead letters -----------------------------------------------------------------------
+
+
+def test_dead_jobs_are_listed_and_requeued_by_any_process(pg_url: str, pg_queue_name: str) -> None:
+    healed = threading.Event()
+
+    def handler(payload: bytes) -> None:
+        if not healed.is_set():
+            raise RuntimeError(f"cannot handle {payload!r}")
+
+    with (
+        queue(pg_url, pg_queue_name, max_retries=0, handler=handler) as worker,
+        queue(pg_url, pg_queue_name, num_workers=0) as ops,
+    ):
+        worker.enqueue(Job(id="old", payload=b"one"))
+        assert worker.join(timeout=WAIT)
+        worker.enqueue(Job(id="new", payload=b"two", priority=Priority.HIGH))
+        assert worker.join(timeout=WAIT)
+        dead = ops.dead()
+        assert [(d.job.id, d.job.payload, d.attempts) for d in dead] == [
+            ("new", b"two", 1),
+            ("old", b"one", 1),
+        ]
+        assert dead[0].job.priority is Priority.HIGH
+        assert "b'two'" in dead[0].error
+        assert dead[0].failed_at >= dead[1].failed_at
+        assert [d.job.id for d in ops.dead(limit=1)] == ["new"]
+        with pytest.raises(ValueError, match="limit"):
+            ops.dead(-1)
+
+        healed.set()
+        assert ops.requeue("old") is True
+        assert worker.requeue("old") is False  # live again: not dead
+        assert ops.requeue("never-seen") is False
+        assert worker.join(timeout=WAIT)
+        assert ops.status("old") is Status.COMPLETED
+        assert [d.job.id for d in ops.dead()] == ["new"]
+        assert ops.metrics().failed == 2  # the total counts the failure that happened
+
+
+# -- wait age and pause -------------------------------------------------------------------
+
+
+def test_wait_age_of_queued_jobs_and_of_the_jobs_claimed(pg_url: str, pg_queue_name: str) -> None:
+    gate = Gate()
+    with queue(pg_url, pg_queue_name, num_workers=1, handlers={"gate": gate}) as q:
+        q.enqueue(Job(id="held", handler="gate"))
+        gate.wait_entered()
+        q.enqueue(Job(id="waits", handler="gate"))
+        eventually(lambda: q.metrics().by_priority[Priority.MEDIUM].oldest_wait > 0)
+        assert q.metrics().by_priority[Priority.HIGH].oldest_wait == 0.0
+        gate.open()
+        assert q.join(timeout=WAIT)
+        medium = q.metrics().by_priority[Priority.MEDIUM]
+        assert medium.oldest_wait == 0.0  # none waits now
+        assert medium.wait_p99 > 0.0  # "waits" waited for the held job at least
+        assert medium.wait_p50 <= medium.wait_p99
+
+
+def test_a_paused_priority_is_not_claimed_by_this_process(pg_url: str, pg_queue_name: str) -> None:
+    ran: list[bytes] = []
+    with queue(pg_url, pg_queue_name, num_workers=1, handler=ran.append) as q:
+        q.pause(Priority.HIGH)
+        assert q.metrics().paused == frozenset({Priority.HIGH})
+        q.enqueue(Job(id="h", priority=Priority.HIGH, payload=b"h"))
+        q.enqueue(Job(id="l", priority=Priority.LOW, payload=b"l"))
+        eventually(lambda: q.status("l") is Status.COMPLETED)
+        assert q.status("h") is Status.QUEUED
+        q.resume()
+        assert q.join(timeout=WAIT)
+        assert (ran, q.metrics().paused) == ([b"l", b"h"], frozenset())
+
+
+# -- not there yet: said plainly ----------------------------------------------------------
+
+
+def test_the_calls_not_on_postgres_yet_say_so(pg_url: str, pg_queue_name: str) -> None:
+    with queue(pg_url, pg_queue_name, num_workers=0) as q:
+        with pytest.raises(NotImplementedError, match=r"submit.*not on PostgreSQL yet"):
+            q.submit(Job(id="s"))
+        with pytest.raises(NotImplementedError, match=r"cancel.*not on PostgreSQL yet"):
+            q.cancel("s")
+        later = Job(id="later", run_at=time.time() + 60)
+        with pytest.raises(NotImplementedError, match=r"run_at.*not on PostgreSQL yet"):
+            q.enqueue(later)
+        with pytest.raises(NotImplementedError, match=r"run_at.*not on PostgreSQL yet"):
+            q.enqueue_many([Job(id="now"), later])
+        assert (q.status("s"), q.status("now"), q.status("later")) == (None, None, None)
