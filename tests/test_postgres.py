@@ -379,7 +379,7 @@ def test_several_processes_create_the_schema_at_once(
         opener.proc.wait(WAIT)
     assert [opener.proc.returncode for opener in openers] == [0, 0, 0, 0]
     with psycopg.connect(url) as conn:
-        assert conn.execute("SELECT version FROM jobqueue_schema").fetchall() == [(1,)]
+        assert conn.execute("SELECT version FROM jobqueue_schema").fetchall() == [(1,), (2,)]
         assert conn.execute("SELECT count(*) FROM jobqueue_counts").fetchone() == (6,)
 
 

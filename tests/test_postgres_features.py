@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import psycopg
 import pytest
 
 from jobqueue.final import (
@@ -26,6 +27,7 @@ from jobqueue.final import (
     Status,
     current_job,
 )
+from jobqueue.final.postgres import schema
 from tests.helpers import WAIT, Gate
 
 pytestmark = pytest.mark.timeout(60)
@@ -196,18 +198,130 @@ def test_a_paused_priority_is_not_claimed_by_this_process(pg_url: str, pg_queue_
         assert (ran, q.metrics().paused) == ([b"l", b"h"], frozenset())
 
 
+# -- run_at, cancel ----------------------------------------------------------------------
+
+
+def test_a_delayed_job_is_scheduled_until_due_then_runs(pg_url: str, pg_queue_name: str) -> None:
+    ran: list[bytes] = []
+    with (
+        queue(pg_url, pg_queue_name, num_workers=0) as web,
+        queue(pg_url, pg_queue_name, num_workers=1, handler=ran.append) as worker,
+    ):
+        web.enqueue(Job(id="later", payload=b"later", run_at=time.time() + 3600))
+        web.enqueue_many([Job(id="soon", payload=b"soon", run_at=time.time() + 0.2)])
+        web.enqueue(Job(id="past", payload=b"past", run_at=time.time() - 60))  # due: queued
+        assert web.status("later") is Status.SCHEDULED
+        eventually(lambda: web.status("soon") is Status.COMPLETED)
+        assert web.status("past") is Status.COMPLETED
+        assert worker.status("later") is Status.SCHEDULED  # and not queued
+        assert not worker.join(timeout=0.05)  # a delayed job is unfinished
+        with pytest.raises(DuplicateJobError, match="scheduled"):
+            worker.enqueue(Job(id="later"))
+        assert worker.cancel("later") is True
+        assert worker.join(timeout=WAIT)
+        assert web.status("later") is Status.CANCELLED
+    assert sorted(ran) == [b"past", b"soon"]
+
+
+def test_cancel_queued_and_retrying_jobs_but_not_a_running_one(
+    pg_url: str, pg_queue_name: str
+) -> None:
+    gate = Gate()
+
+    def fails(payload: bytes) -> None:
+        raise RuntimeError("retry me")
+
+    handlers = {"gate": gate, "fails": fails}
+    with (
+        queue(pg_url, pg_queue_name, num_workers=0) as web,
+        queue(
+            pg_url,
+            pg_queue_name,
+            num_workers=1,
+            max_retries=1,
+            retry_base_delay=60,
+            handlers=handlers,
+        ) as worker,
+    ):
+        web.enqueue(Job(id="retry", handler="fails"))
+        eventually(lambda: web.status("retry") is Status.RETRYING)
+        web.enqueue(Job(id="runs", handler="gate"))
+        gate.wait_entered()
+        web.enqueue(Job(id="waits", handler="gate"))
+        assert web.cancel("runs") is False  # processing: it runs to its end
+        assert web.cancel("waits") is True
+        assert web.cancel("waits") is False  # finished now
+        assert web.cancel("retry") is True
+        assert web.cancel("never-seen") is False
+        with pytest.raises(TypeError, match="job_id"):
+            web.cancel(7)
+        gate.open()
+        assert worker.join(timeout=WAIT)
+        statuses = [web.status(i) for i in ("retry", "runs", "waits")]
+        assert statuses == [Status.CANCELLED, Status.COMPLETED, Status.CANCELLED]
+        assert web.metrics().completed == 1
+        web.enqueue(Job(id="waits", handler="gate"))  # a cancelled id is free again
+        assert worker.join(timeout=WAIT)
+        assert web.metrics().completed == 2
+
+
+@pytest.mark.timeout(120)
+def test_cancel_against_claims_in_another_process_runs_or_cancels_each_job_once(
+    pg_url: str, pg_queue_name: str
+) -> None:
+    ids = [f"j{i}" for i in range(300)]
+    ran: list[str] = []
+    lock = threading.Lock()
+
+    def record(payload: bytes) -> None:
+        with lock:
+            ran.append(payload.decode())
+
+    with queue(pg_url, pg_queue_name, num_workers=0, queue_size=len(ids)) as canceller:
+        canceller.enqueue_many(Job(id=i, payload=i.encode()) for i in ids)
+        with queue(pg_url, pg_queue_name, num_workers=4, handler=record) as worker:
+            # Both race through the same ids from the start: claims take the
+            # oldest first, the canceller sweeps oldest first too.
+            cancelled = [i for i in ids if canceller.cancel(i)]
+            assert worker.join(timeout=WAIT)
+    assert sorted(ran + cancelled) == sorted(ids)  # each job ran or was cancelled, once
+    assert not set(ran) & set(cancelled)
+
+
 # -- not there yet: said plainly ----------------------------------------------------------
 
 
-def test_the_calls_not_on_postgres_yet_say_so(pg_url: str, pg_queue_name: str) -> None:
+def test_submit_is_not_on_postgres_yet_and_says_so(pg_url: str, pg_queue_name: str) -> None:
     with queue(pg_url, pg_queue_name, num_workers=0) as q:
         with pytest.raises(NotImplementedError, match=r"submit.*not on PostgreSQL yet"):
             q.submit(Job(id="s"))
-        with pytest.raises(NotImplementedError, match=r"cancel.*not on PostgreSQL yet"):
-            q.cancel("s")
-        later = Job(id="later", run_at=time.time() + 60)
-        with pytest.raises(NotImplementedError, match=r"run_at.*not on PostgreSQL yet"):
-            q.enqueue(later)
-        with pytest.raises(NotImplementedError, match=r"run_at.*not on PostgreSQL yet"):
-            q.enqueue_many([Job(id="now"), later])
-        assert (q.status("s"), q.status("now"), q.status("later")) == (None, None, None)
+        assert q.status("s") is None
+
+
+def test_a_version_1_database_is_migrated_and_keeps_its_jobs(
+    pg_url: str, pg_queue_name: str
+) -> None:
+    db = f"v1_{pg_queue_name}"
+    with psycopg.connect(pg_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{db}"')
+    url = pg_url.replace("/postgres?", f"/{db}?", 1)
+    assert url != pg_url
+    with psycopg.connect(url, autocommit=True) as conn:  # as a version 1 release left it
+        conn.execute(
+            "CREATE TABLE jobqueue_schema (version integer PRIMARY KEY,"
+            " applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        conn.execute(schema._V1.encode())
+        conn.execute("INSERT INTO jobqueue_schema (version) VALUES (1)")
+        conn.execute(
+            "INSERT INTO jobqueue_jobs (queue, id, priority, payload, created, state)"
+            " VALUES (%s, 'old', 1, 'old', 0, 'queued')",
+            (pg_queue_name,),
+        )
+    ran: list[bytes] = []
+    with queue(url, pg_queue_name, num_workers=1, handler=ran.append) as q:
+        assert q.join(timeout=WAIT)
+        q.enqueue(Job(id="later", run_at=time.time() + 3600))
+        assert q.status("later") is Status.SCHEDULED
+        assert q.cancel("later") is True
+    assert ran == [b"old"]

@@ -79,11 +79,14 @@ class Chores:
         return len(requeued), failed
 
     def promote_due(self, conn: Conn) -> int:
-        """Move the retries whose backoff is over back to queued, and wake the workers."""
+        """Queue the retries whose backoff is over and the delayed jobs now due; wake workers."""
         cur = conn.execute(
             """
-            UPDATE jobqueue_jobs SET state = 'queued', run_after = NULL, enqueued_at = now()
-            WHERE queue = %(q)s AND state = 'retrying' AND run_after <= now()
+            UPDATE jobqueue_jobs
+            -- a delayed job has waited since it was due: its wait age counts from then
+            SET enqueued_at = CASE WHEN state = 'scheduled' THEN run_after ELSE now() END,
+                state = 'queued', run_after = NULL
+            WHERE queue = %(q)s AND state IN ('retrying', 'scheduled') AND run_after <= now()
             RETURNING pg_notify(%(channel)s, %(q)s)::text
             """,
             {"q": self._store.queue, "channel": CHANNEL},
@@ -91,10 +94,10 @@ class Chores:
         return cur.rowcount
 
     def next_retry_in(self, conn: Conn) -> float | None:
-        """Seconds until the earliest retry of the queue is due, or None."""
+        """Seconds until the earliest retry or delayed job of the queue is due, or None."""
         row = conn.execute(
             "SELECT extract(epoch FROM min(run_after) - now()) FROM jobqueue_jobs"
-            " WHERE queue = %s AND state = 'retrying'",
+            " WHERE queue = %s AND state IN ('retrying', 'scheduled')",
             (self._store.queue,),
         ).fetchone()
         return None if row is None or row[0] is None else max(0.0, float(row[0]))
@@ -108,7 +111,7 @@ class Chores:
         cutoff = conn.execute(
             """
             SELECT finished_at, seq FROM jobqueue_jobs
-            WHERE queue = %(q)s AND state IN ('completed', 'failed')
+            WHERE queue = %(q)s AND state IN ('completed', 'failed', 'cancelled')
             ORDER BY finished_at DESC, seq DESC OFFSET %(h)s LIMIT 1
             """,
             {"q": self._store.queue, "h": history},
@@ -119,7 +122,7 @@ class Chores:
             rows = conn.execute(
                 """
                 DELETE FROM jobqueue_jobs
-                WHERE queue = %(q)s AND state IN ('completed', 'failed')
+                WHERE queue = %(q)s AND state IN ('completed', 'failed', 'cancelled')
                   AND (finished_at, seq) <= (%(at)s, %(seq)s)
                 RETURNING priority, state
                 """,

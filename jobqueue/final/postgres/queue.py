@@ -177,8 +177,6 @@ class PostgresJobQueue(JobQueue):
                     f"{self._config.queue_name!r}, so its handler must have a name; "
                     "register it in Config.handlers"
                 )
-        if job.run_at is not None:
-            _no_run_at(job)
         check_timeout(timeout)
         size = self._config.queue_size
         self._until_room(
@@ -188,6 +186,13 @@ class PostgresJobQueue(JobQueue):
             f"({size} jobs) after {timeout}s",
             timeout,
         )
+        self._due_at(job)
+
+    def _due_at(self, job: Job) -> None:
+        """A delayed job was enqueued here: wake this process's maintenance when it is due
+        (other processes find it within a second: their maintenance polls)."""
+        if job.run_at is not None and self._config.num_workers:
+            self._maintenance.retry_at(time.monotonic() + max(0.0, job.run_at - time.time()))
 
     def enqueue_many(self, jobs: Iterable[Job], timeout: float | None = None) -> None:
         """Add every job of ``jobs``, each run by the handler it names: all or none.
@@ -202,8 +207,6 @@ class PostgresJobQueue(JobQueue):
         for job in batch:
             if not isinstance(job, Job):
                 raise TypeError(f"job must be a Job, got {type(job).__name__}")
-            if job.run_at is not None:
-                _no_run_at(job)
             if self._config.num_workers:  # a producer-only process may not know the handlers
                 self._handlers.for_job(job)
         check_timeout(timeout)
@@ -218,6 +221,8 @@ class PostgresJobQueue(JobQueue):
             f"(queue_size={size} per priority) after {timeout}s",
             timeout,
         )
+        for job in batch:
+            self._due_at(job)
 
     def _until_room(
         self,
@@ -251,7 +256,7 @@ class PostgresJobQueue(JobQueue):
 
     def submit(self, job: Job, timeout: float | None = None) -> JobFuture:
         """Not on PostgreSQL yet: a job of a shared queue may run in another process, so
-        its Future must watch the row; raises ``NotImplementedError``."""
+        its Future would have to watch the row; raises ``NotImplementedError``."""
         raise NotImplementedError(
             "submit() is not on PostgreSQL yet: the job may run in any process sharing "
             f"queue {self._config.queue_name!r}, and no Future watches its row; use "
@@ -259,12 +264,19 @@ class PostgresJobQueue(JobQueue):
         )
 
     def cancel(self, job_id: str) -> bool:
-        """Not on PostgreSQL yet (the jobs table has no cancelled state); raises
-        ``NotImplementedError``."""
-        raise NotImplementedError(
-            "cancel() is not on PostgreSQL yet: the jobs table has no cancelled state "
-            "(a schema migration); use the in-process jobqueue.final"
-        )
+        """True if a queued, scheduled or retrying job of the shared queue will now never
+        run, in any process; False if it is running, finished or unknown.
+
+        One conditional UPDATE (``Store.cancel``): against a claim of the same
+        job by another process, exactly one of the two wins.
+        """
+        if not isinstance(job_id, str):
+            raise TypeError(f"job_id must be a str, got {type(job_id).__name__}")
+        with self._pool.connection(f"cancel {job_id!r}") as conn:
+            done = self._store.cancel(conn, job_id)
+        if done:
+            logger.info("job %r cancelled", job_id)
+        return done
 
     def status(self, job_id: str) -> Status | None:
         """The job's status in the shared queue, or None if unknown (or pruned)."""
@@ -579,13 +591,6 @@ class PostgresJobQueue(JobQueue):
         delay = self._config.retry_delay(retry)
         jitter = self._config.retry_jitter
         return delay * random.uniform(1 - jitter, 1 + jitter) if jitter else delay
-
-
-def _no_run_at(job: Job) -> None:
-    raise NotImplementedError(
-        f"run_at: job {job.id!r} has a run_at, and delayed jobs are not on PostgreSQL yet: "
-        "the jobs table has no due time for a first run; use the in-process jobqueue.final"
-    )
 
 
 def _worker(jq: PostgresJobQueue) -> None:

@@ -40,7 +40,7 @@ __all__ = ["SCHEMA_VERSION", "ensure_schema"]
 
 #: The version this code writes and reads.  Bump it, and add a step to
 #: ``_MIGRATIONS``, for every change to the tables.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # pg_advisory_xact_lock key: any fixed 64-bit number; this one spells "jobqueue".
 _DDL_LOCK = 0x6A6F627175657565
@@ -86,8 +86,28 @@ CREATE TABLE jobqueue_counts (
 );
 """
 
+# Version 2: delayed jobs (``run_at``: state 'scheduled', due at ``run_after``,
+# live) and cancelled jobs (state 'cancelled', finished, in the history).
+_V2 = """
+ALTER TABLE jobqueue_jobs DROP CONSTRAINT jobqueue_jobs_state_check;
+ALTER TABLE jobqueue_jobs ADD CONSTRAINT jobqueue_jobs_state_check CHECK (state IN
+    ('queued', 'scheduled', 'processing', 'retrying', 'completed', 'failed', 'cancelled'));
+DROP INDEX jobqueue_jobs_live_id;
+CREATE UNIQUE INDEX jobqueue_jobs_live_id ON jobqueue_jobs (queue, id)
+    WHERE state IN ('queued', 'scheduled', 'processing', 'retrying');
+DROP INDEX jobqueue_jobs_retrying;
+CREATE INDEX jobqueue_jobs_due ON jobqueue_jobs (queue, run_after)
+    WHERE state IN ('retrying', 'scheduled');
+DROP INDEX jobqueue_jobs_finished;
+CREATE INDEX jobqueue_jobs_finished ON jobqueue_jobs (queue, finished_at, seq)
+    WHERE state IN ('completed', 'failed', 'cancelled');
+DROP INDEX jobqueue_jobs_finished_id;
+CREATE INDEX jobqueue_jobs_finished_id ON jobqueue_jobs (queue, id)
+    WHERE state IN ('completed', 'failed', 'cancelled');
+"""
+
 # version reached -> the DDL that reaches it from the one before.
-_MIGRATIONS = {1: _V1}
+_MIGRATIONS = {1: _V1, 2: _V2}
 
 
 def ensure_schema(conn: psycopg.Connection[tuple[object, ...]], queue: str) -> None:

@@ -88,9 +88,12 @@ class Store:
                 cur = conn.execute(
                     """
                     INSERT INTO jobqueue_jobs
-                        (queue, id, priority, payload, handler, created, state, attempts)
+                        (queue, id, priority, payload, handler, created, state, attempts,
+                         run_after)
                     SELECT %(q)s, %(id)s, %(p)s, %(payload)s, %(handler)s, %(created)s,
-                           'queued', %(attempts)s
+                           CASE WHEN to_timestamp(%(run_at)s) > now() THEN 'scheduled'
+                                ELSE 'queued' END,
+                           %(attempts)s, to_timestamp(%(run_at)s)
                     WHERE (SELECT count(*) FROM (
                                SELECT 1 FROM jobqueue_jobs
                                WHERE queue = %(q)s AND state = 'queued' AND priority = %(p)s
@@ -105,6 +108,7 @@ class Store:
                         "handler": job.handler,
                         "created": job.created,
                         "attempts": job.attempts,
+                        "run_at": job.run_at,
                         "size": queue_size,
                         "channel": CHANNEL,
                     },
@@ -153,14 +157,17 @@ class Store:
                 conn.execute(
                     """
                     INSERT INTO jobqueue_jobs
-                        (queue, id, priority, payload, handler, created, state, attempts)
+                        (queue, id, priority, payload, handler, created, state, attempts,
+                         run_after)
                     SELECT %(q)s, b.id, b.priority, b.payload, b.handler, b.created,
-                           'queued', b.attempts
+                           CASE WHEN to_timestamp(b.run_at) > now() THEN 'scheduled'
+                                ELSE 'queued' END,
+                           b.attempts, to_timestamp(b.run_at)
                     FROM unnest(%(ids)s::text[], %(ps)s::smallint[], %(payloads)s::bytea[],
                                 %(handlers)s::text[], %(created)s::double precision[],
-                                %(attempts)s::integer[])
+                                %(attempts)s::integer[], %(run_at)s::double precision[])
                          WITH ORDINALITY AS b(id, priority, payload, handler, created,
-                                              attempts, n)
+                                              attempts, run_at, n)
                     ORDER BY b.n  -- FIFO within the batch: seq follows the list
                     """,
                     {
@@ -171,6 +178,7 @@ class Store:
                         "handlers": [job.handler for job in jobs],
                         "created": [job.created for job in jobs],
                         "attempts": [job.attempts for job in jobs],
+                        "run_at": [job.run_at for job in jobs],
                     },
                 )
                 conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, self.queue))
@@ -178,7 +186,7 @@ class Store:
         except psycopg.errors.UniqueViolation:
             live = conn.execute(
                 "SELECT id, state FROM jobqueue_jobs WHERE queue = %s AND id = ANY(%s)"
-                " AND state IN ('queued', 'processing', 'retrying') LIMIT 1",
+                " AND state IN ('queued', 'scheduled', 'processing', 'retrying') LIMIT 1",
                 (self.queue, [job.id for job in jobs]),
             ).fetchone()
             shown = f"{live[0]!r}: it is still {live[1]}" if live else "an id: it is still live"
@@ -383,6 +391,26 @@ class Store:
         )
         return cur.rowcount == 1
 
+    def cancel(self, conn: Conn, job_id: str) -> bool:
+        """Mark ``job_id`` cancelled if it is queued, scheduled or retrying; False if it
+        is processing, finished or unknown.
+
+        One conditional UPDATE, safe against a claim of the same job in another
+        process: both lock the row.  If the claim holds it, the cancel waits,
+        then re-checks its WHERE against the claimed row (``processing``:
+        no match, the job runs); if the cancel holds it, the claim's
+        ``SKIP LOCKED`` passes over it, and finds it cancelled after.
+        """
+        cur = conn.execute(
+            """
+            UPDATE jobqueue_jobs
+            SET state = 'cancelled', finished_at = now(), run_after = NULL
+            WHERE queue = %(q)s AND id = %(id)s AND state IN ('queued', 'scheduled', 'retrying')
+            """,
+            {"q": self.queue, "id": job_id},
+        )
+        return cur.rowcount == 1
+
     # -- readers ------------------------------------------------------------------
 
     def status(self, conn: Conn, job_id: str, history: int) -> Status | None:
@@ -393,12 +421,14 @@ class Store:
             SELECT coalesce(
                 (SELECT state FROM jobqueue_jobs
                  WHERE queue = %(q)s AND id = %(id)s
-                   AND state IN ('queued', 'processing', 'retrying')),
+                   AND state IN ('queued', 'scheduled', 'processing', 'retrying')),
                 (SELECT f.state FROM jobqueue_jobs f
-                 WHERE f.queue = %(q)s AND f.id = %(id)s AND f.state IN ('completed', 'failed')
+                 WHERE f.queue = %(q)s AND f.id = %(id)s
+                   AND f.state IN ('completed', 'failed', 'cancelled')
                    AND (SELECT count(*) FROM (
                             SELECT 1 FROM jobqueue_jobs n
-                            WHERE n.queue = %(q)s AND n.state IN ('completed', 'failed')
+                            WHERE n.queue = %(q)s
+                              AND n.state IN ('completed', 'failed', 'cancelled')
                               AND (n.finished_at, n.seq) > (f.finished_at, f.seq)
                             LIMIT %(h)s) AS newer) < %(h)s
                  ORDER BY f.finished_at DESC, f.seq DESC LIMIT 1))
@@ -411,7 +441,7 @@ class Store:
         """True while any job of the queue is queued, processing or retrying, anywhere."""
         row = conn.execute(
             "SELECT EXISTS (SELECT 1 FROM jobqueue_jobs WHERE queue = %s"
-            " AND state IN ('queued', 'processing', 'retrying'))",
+            " AND state IN ('queued', 'scheduled', 'processing', 'retrying'))",
             (self.queue,),
         ).fetchone()
         return bool(row is not None and row[0])
@@ -461,7 +491,7 @@ class Store:
                 SELECT seq, id, state, priority, payload, handler, created, attempts, error,
                        finished_at
                 FROM jobqueue_jobs
-                WHERE queue = %(q)s AND state IN ('completed', 'failed')
+                WHERE queue = %(q)s AND state IN ('completed', 'failed', 'cancelled')
                 ORDER BY finished_at DESC, seq DESC LIMIT %(h)s),
             newest AS (
                 SELECT DISTINCT ON (id) * FROM recent ORDER BY id, finished_at DESC, seq DESC)
@@ -471,7 +501,7 @@ class Store:
             WHERE n.state = 'failed'
               AND NOT EXISTS (SELECT 1 FROM jobqueue_jobs l
                               WHERE l.queue = %(q)s AND l.id = n.id
-                                AND l.state IN ('queued', 'processing', 'retrying'))
+                                AND l.state IN ('queued', 'scheduled', 'processing', 'retrying'))
             ORDER BY n.finished_at DESC, n.seq DESC LIMIT %(limit)s
             """,
             {"q": self.queue, "h": history, "limit": limit},
