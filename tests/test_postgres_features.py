@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import wait
 from typing import Any
 
 import psycopg
@@ -23,11 +24,13 @@ from jobqueue.final import (
     JobQueue,
     PermanentFailure,
     Priority,
+    QueueClosed,
     QueueFull,
     Status,
     current_job,
 )
 from jobqueue.final.postgres import schema
+from jobqueue.final.postgres.watch import JobFailedElsewhere
 from tests.helpers import WAIT, Gate
 
 pytestmark = pytest.mark.timeout(60)
@@ -288,14 +291,43 @@ def test_cancel_against_claims_in_another_process_runs_or_cancels_each_job_once(
     assert not set(ran) & set(cancelled)
 
 
-# -- not there yet: said plainly ----------------------------------------------------------
+# -- submit ------------------------------------------------------------------------------
 
 
-def test_submit_is_not_on_postgres_yet_and_says_so(pg_url: str, pg_queue_name: str) -> None:
-    with queue(pg_url, pg_queue_name, num_workers=0) as q:
-        with pytest.raises(NotImplementedError, match=r"submit.*not on PostgreSQL yet"):
-            q.submit(Job(id="s"))
-        assert q.status("s") is None
+def test_submit_resolves_by_the_row_wherever_the_job_runs(pg_url: str, pg_queue_name: str) -> None:
+    def double(payload: bytes) -> bytes:
+        if payload == b"bad":
+            raise PermanentFailure("cannot double that")
+        return payload * 2
+
+    handlers = {"double": double}
+    with (
+        queue(pg_url, pg_queue_name, num_workers=1, handlers=handlers) as here,
+        queue(pg_url, pg_queue_name, num_workers=0, handlers=handlers) as web,
+    ):
+        assert here.submit(Job(id="a", payload=b"ab", handler="double")).result(WAIT) == b"abab"
+        with pytest.raises(PermanentFailure, match="cannot double"):
+            here.submit(Job(id="b", payload=b"bad", handler="double")).result(WAIT)
+        # web runs nothing: "here" runs them, so web's futures follow the rows.
+        assert web.submit(Job(id="c", payload=b"x", handler="double")).result(WAIT) is None
+        assert web.status("c") is Status.COMPLETED
+        with pytest.raises(JobFailedElsewhere, match=r"'d'.*cannot double"):
+            web.submit(Job(id="d", payload=b"bad", handler="double")).result(WAIT)
+        later = web.submit(Job(id="e", handler="double", run_at=time.time() + 3600))
+        assert later.cancel() is True
+        assert later.cancelled()
+        other = web.submit(Job(id="f", handler="double", run_at=time.time() + 3600))
+        assert here.cancel("f") is True  # cancelled by another process: the row says so
+        assert wait([other], timeout=WAIT).done == {other}
+        assert other.cancelled()
+        web.submit(Job(id="a2", handler="double", run_at=time.time() + 3600))
+        with pytest.raises(DuplicateJobError):
+            web.submit(Job(id="a2", handler="double"))
+        left = web.submit(Job(id="g", handler="double", run_at=time.time() + 3600))
+    with pytest.raises(QueueClosed, match="'g'"):
+        left.result(WAIT)
+    with pytest.raises(QueueClosed):
+        web.submit(Job(id="h"))
 
 
 def test_a_version_1_database_is_migrated_and_keeps_its_jobs(

@@ -44,6 +44,7 @@ from types import MappingProxyType, TracebackType
 import psycopg
 
 from jobqueue import vocabulary
+from jobqueue.final import futures
 from jobqueue.final.config import Config
 from jobqueue.final.context import enter_worker
 from jobqueue.final.dead import DeadJob, error_text
@@ -57,6 +58,7 @@ from jobqueue.final.postgres.connections import Link, Pool
 from jobqueue.final.postgres.leases import Maintenance
 from jobqueue.final.postgres.schema import ensure_schema
 from jobqueue.final.postgres.store import CHANNEL, Claim, Conn, Store
+from jobqueue.final.postgres.watch import Watcher
 from jobqueue.final.queue import JobQueue
 from jobqueue.final.speed import Condition
 from jobqueue.final.waits import WaitTimes
@@ -120,6 +122,7 @@ class PostgresJobQueue(JobQueue):
         self._counters = Counters(time.monotonic())  # this process's runs: utilization
         self._waits = WaitTimes()  # this process's recent claims: wait_p50/p99
         self._pauses = Pauses()  # per process: what this process claims (pause.py)
+        self._watcher: Watcher | None = None  # submit()'s futures, from the first submit
         self._threads: list[threading.Thread] = []
         self._in_handler = threading.local()  # .job: the job a worker thread is running
         self._writer = CompletionWriter(store, url)
@@ -255,13 +258,25 @@ class PostgresJobQueue(JobQueue):
             pause = min(_POLL_MAX, pause * 2)
 
     def submit(self, job: Job, timeout: float | None = None) -> JobFuture:
-        """Not on PostgreSQL yet: a job of a shared queue may run in another process, so
-        its Future would have to watch the row; raises ``NotImplementedError``."""
-        raise NotImplementedError(
-            "submit() is not on PostgreSQL yet: the job may run in any process sharing "
-            f"queue {self._config.queue_name!r}, and no Future watches its row; use "
-            "enqueue() and status(), or the in-process jobqueue.final"
-        )
+        """``enqueue(job)``, and a Future of its outcome, wherever it runs (``watch.py``):
+        the return value (or last exception) if this process runs it to the end,
+        else None (or ``JobFailedElsewhere``); the Future follows the row."""
+        if not isinstance(job, Job):
+            raise TypeError(f"job must be a Job, got {type(job).__name__}")
+        future = JobFuture(job.id, self._cancel_future)
+        with self._mutex:
+            if self._watcher is None and not self._closed:
+                self._watcher = Watcher(self._store, self._url)
+                self._watcher.start()
+            watcher = self._watcher
+        if watcher is None:
+            raise QueueClosed(f"cannot enqueue job {job.id!r}: the queue is closed")
+        self.enqueue(job, timeout)  # raises before anything is watched: no future leaks
+        watcher.watch(job.id, future)
+        return future
+
+    def _cancel_future(self, job_id: str, future: JobFuture) -> bool:
+        return self.cancel(job_id)  # resolves ``future`` as it is the id's
 
     def cancel(self, job_id: str) -> bool:
         """True if a queued, scheduled or retrying job of the shared queue will now never
@@ -276,6 +291,10 @@ class PostgresJobQueue(JobQueue):
             done = self._store.cancel(conn, job_id)
         if done:
             logger.info("job %r cancelled", job_id)
+            watcher = self._watcher
+            future = watcher.forget(job_id) if watcher is not None else None
+            if future is not None:
+                futures.cancelled(future)
         return done
 
     def status(self, job_id: str) -> Status | None:
@@ -436,7 +455,13 @@ class PostgresJobQueue(JobQueue):
             self._writer.join(wait_seconds(max(1.0, deadline - time.monotonic())))
             self._maintenance.stop()
             self._maintenance.join(wait_seconds(max(1.0, deadline - time.monotonic())))
+        if self._watcher is not None:  # after the writer: its completions are committed
+            self._watcher.stop(self._final_states)
         self._pool.close()
+
+    def _final_states(self, ids: list[str]) -> list[tuple[str, str, str | None]]:
+        with self._pool.connection("resolve futures") as conn:
+            return self._store.final_states(conn, ids)
 
     # -- the fetcher ------------------------------------------------------------------
 
@@ -601,12 +626,16 @@ def _worker(jq: PostgresJobQueue) -> None:
         jq._in_handler.job = slot.job = claim.job  # job.attempts + 1 is the claim's attempt
         try:
             handler = jq._handlers.for_job(claim.job)  # by name: any process may have enqueued it
-            handler(claim.job.payload)
+            result = handler(claim.job.payload)
         except BaseException as exc:
             # A failing handler (or a missing one) never kills a worker, whatever it raised.
             log_base_exception(logger, claim.job, exc)
+            if jq._watcher is not None:  # before the row is final: see watch.py
+                jq._watcher.ran(claim.job.id, exc, None)
             jq._ended(claim, started, exc)
         else:
+            if jq._watcher is not None:
+                jq._watcher.ran(claim.job.id, None, result)
             jq._ended(claim, started, None)
         finally:
             jq._in_handler.job = slot.job = None

@@ -437,6 +437,22 @@ class Store:
         ).fetchone()
         return None if row is None or row[0] is None else Status(row[0])
 
+    def final_states(self, conn: Conn, ids: list[str]) -> list[tuple[str, str, str | None]]:
+        """(id, state, error) of each of ``ids`` whose job is finished and not live
+        again: what ``submit()``'s futures wait for (watch.py)."""
+        rows = conn.execute(
+            """
+            SELECT id, state, error FROM (
+                SELECT DISTINCT ON (id) id, state, error FROM jobqueue_jobs
+                WHERE queue = %(q)s AND id = ANY(%(ids)s)
+                ORDER BY id, state IN ('queued', 'scheduled', 'processing', 'retrying') DESC,
+                         finished_at DESC, seq DESC) AS newest
+            WHERE state IN ('completed', 'failed', 'cancelled')
+            """,
+            {"q": self.queue, "ids": ids},
+        ).fetchall()
+        return [(str(i), str(state), error) for i, state, error in rows]
+
     def unfinished(self, conn: Conn) -> bool:
         """True while any job of the queue is queued, processing or retrying, anywhere."""
         row = conn.execute(
