@@ -56,6 +56,7 @@ from jobqueue.final.pause import Pauses
 from jobqueue.final.postgres.completions import CompletionWriter
 from jobqueue.final.postgres.connections import Link, Pool
 from jobqueue.final.postgres.leases import Maintenance
+from jobqueue.final.postgres.operations import Operations
 from jobqueue.final.postgres.schema import ensure_schema
 from jobqueue.final.postgres.store import CHANNEL, Claim, Conn, Store
 from jobqueue.final.postgres.watch import Watcher
@@ -94,6 +95,7 @@ class PostgresJobQueue(JobQueue):
         self._config = config
         self._url = url = config.postgres_url
         self._store = store = Store(config.queue_name)
+        self._ops = Operations(store)
         self._handlers = Handlers(config)
         self._pool = Pool(url)
         try:
@@ -266,7 +268,7 @@ class PostgresJobQueue(JobQueue):
         future = JobFuture(job.id, self._cancel_future)
         with self._mutex:
             if self._watcher is None and not self._closed:
-                self._watcher = Watcher(self._store, self._url)
+                self._watcher = Watcher(self._ops, self._url)
                 self._watcher.start()
             watcher = self._watcher
         if watcher is None:
@@ -288,7 +290,7 @@ class PostgresJobQueue(JobQueue):
         if not isinstance(job_id, str):
             raise TypeError(f"job_id must be a str, got {type(job_id).__name__}")
         with self._pool.connection(f"cancel {job_id!r}") as conn:
-            done = self._store.cancel(conn, job_id)
+            done = self._ops.cancel(conn, job_id)
         if done:
             logger.info("job %r cancelled", job_id)
             watcher = self._watcher
@@ -351,7 +353,7 @@ class PostgresJobQueue(JobQueue):
         if limit < 0:
             raise ValueError(f"limit must be >= 0, got {limit}")
         with self._pool.connection("dead") as conn:
-            rows = self._store.dead(conn, limit, self._config.status_history)
+            rows = self._ops.dead(conn, limit, self._config.status_history)
         found = []
         for job_id, priority, payload, handler, created, attempts, error, failed_at in rows:
             job = Job(
@@ -374,7 +376,7 @@ class PostgresJobQueue(JobQueue):
             raise TypeError(f"job_id must be a str, got {type(job_id).__name__}")
         check_timeout(timeout)
         with self._pool.connection(f"requeue {job_id!r}") as conn:
-            done = self._store.requeue(conn, job_id, self._config.status_history)
+            done = self._ops.requeue(conn, job_id, self._config.status_history)
         if done:
             logger.info("job %r requeued", job_id)
         return done
@@ -461,7 +463,7 @@ class PostgresJobQueue(JobQueue):
 
     def _final_states(self, ids: list[str]) -> list[tuple[str, str, str | None]]:
         with self._pool.connection("resolve futures") as conn:
-            return self._store.final_states(conn, ids)
+            return self._ops.final_states(conn, ids)
 
     # -- the fetcher ------------------------------------------------------------------
 

@@ -33,7 +33,7 @@ import psycopg
 
 from jobqueue.final import futures
 from jobqueue.final.postgres.connections import Link
-from jobqueue.final.postgres.store import Store
+from jobqueue.final.postgres.operations import Operations
 from jobqueue.vocabulary import JobQueueError
 
 __all__ = ["JobFailedElsewhere", "Watcher"]
@@ -50,9 +50,9 @@ class JobFailedElsewhere(JobQueueError):
 class Watcher(threading.Thread):
     """The pending futures of one queue, and the thread that resolves them."""
 
-    def __init__(self, store: Store, url: str) -> None:
+    def __init__(self, ops: Operations, url: str) -> None:
         super().__init__(name="jobqueue-pg-futures", daemon=True)
-        self._store = store
+        self._ops = ops
         self._link = Link(url)
         self._lock = threading.Lock()
         # Waiters: this thread, for a future to follow.  Notified by watch() and stop().
@@ -98,7 +98,7 @@ class Watcher(threading.Thread):
         try:
             rows = last_look(list(pending)) if pending else []
         except JobQueueError as exc:  # PersistenceError: the server is gone
-            logger.warning("queue %r: futures left unresolved: %s", self._store.queue, exc)
+            logger.warning("queue %r: futures left unresolved: %s", self._ops.queue, exc)
             rows = []
         for job_id, state, error in rows:
             if (future := pending.pop(job_id, None)) is not None:
@@ -117,10 +117,10 @@ class Watcher(threading.Thread):
                         return
                     ids = list(self._futures)
                 try:
-                    rows = self._store.final_states(self._link.get(), ids)
+                    rows = self._ops.final_states(self._link.get(), ids)
                 except psycopg.Error as exc:
                     self._link.broken()
-                    logger.warning("queue %r: cannot poll futures: %s", self._store.queue, exc)
+                    logger.warning("queue %r: cannot poll futures: %s", self._ops.queue, exc)
                     rows = []
                 resolved = []
                 with self._lock:
