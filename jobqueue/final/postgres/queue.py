@@ -273,7 +273,12 @@ class PostgresJobQueue(JobQueue):
             watcher = self._watcher
         if watcher is None:
             raise QueueClosed(f"cannot enqueue job {job.id!r}: the queue is closed")
-        self.enqueue(job, timeout)  # raises before anything is watched: no future leaks
+        watcher.expect(job.id)  # it may run here before watch(): keep its outcome
+        try:
+            self.enqueue(job, timeout)
+        except BaseException:
+            watcher.unexpect(job.id)
+            raise
         watcher.watch(job.id, future)
         return future
 

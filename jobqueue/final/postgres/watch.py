@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Future
 
@@ -59,10 +60,30 @@ class Watcher(threading.Thread):
         self._has_futures = threading.Condition(self._lock)
         self._futures: dict[str, Future[object]] = {}
         self._outcomes: dict[str, tuple[BaseException | None, object]] = {}  # run here
+        self._expected: Counter[str] = Counter()  # being enqueued by submit(): see expect()
         self._stopping = False
 
-    def watch(self, job_id: str, future: Future[object]) -> None:
+    def expect(self, job_id: str) -> None:
+        """``submit()`` is about to enqueue ``job_id``: keep its outcome if it runs here
+        before ``watch()`` (or ``unexpect()``, if the enqueue failed) is called."""
         with self._lock:
+            self._expected[job_id] += 1
+
+    def unexpect(self, job_id: str) -> None:
+        with self._lock:
+            self._expected[job_id] -= 1
+            if self._expected[job_id] <= 0:
+                del self._expected[job_id]
+                if job_id not in self._futures:
+                    self._outcomes.pop(job_id, None)
+
+    def watch(self, job_id: str, future: Future[object]) -> None:
+        """Follow ``job_id``, enqueued now.  Not before the insert: an older finished row
+        of the same id would resolve the future at once."""
+        with self._lock:
+            self._expected[job_id] -= 1  # (its outcome, if it ran already, stays)
+            if self._expected[job_id] <= 0:
+                del self._expected[job_id]
             stopped = self._stopping  # close() ran since submit() enqueued the job
             if not stopped:
                 self._futures[job_id] = future
@@ -80,7 +101,7 @@ class Watcher(threading.Thread):
         """A worker of this process ended a run of ``job_id``: keep the outcome, if a
         future waits for it, until the row says whether it was the last run."""
         with self._lock:
-            if job_id in self._futures:
+            if job_id in self._futures or job_id in self._expected:
                 self._outcomes[job_id] = (error, result)
 
     def stop(self, last_look: Callable[[list[str]], list[tuple[str, str, str | None]]]) -> None:
