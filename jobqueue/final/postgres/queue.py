@@ -29,6 +29,11 @@ priority is served within ``fairness_tokens + 1`` of that process's claims.
 It is not a global bound on one job: a LOW job waits for the claims of
 whichever process serves it, but every process serves lower priorities at
 least once per ``fairness_tokens + 1`` claims, so no priority starves.
+
+The newer calls (``enqueue_many``, ``run_at``, ``cancel``, ``submit``, dead
+letters, wait age, ``pause``) work here too; docs/postgres.md says where a
+shared store changes them: ``pause()`` is per process, and ``submit()``'s
+futures follow the job's row (watch.py).
 """
 
 from __future__ import annotations
