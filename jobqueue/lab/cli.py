@@ -20,6 +20,7 @@ COMMANDS = {
     "inspect": ("jobqueue.lab.inspect_log", "show the live jobs of a log, by status and priority"),
     "check": ("jobqueue.lab.inspect_log", "validate a log and point at any damage"),
     "gaps": ("jobqueue.lab.gaps_table", "print which stage fixes which problem"),
+    "worker": ("jobqueue.lab.worker", "run the jobs of a PostgreSQL queue, in P processes"),
 }
 
 
