@@ -18,6 +18,7 @@ from hypothesis import settings
 
 from jobqueue import gaps
 from tests.helpers import Harness
+from tests.pgfixtures import pg_cluster, pg_queue_name, pg_url  # noqa: F401 (fixtures)
 
 STAGES = {name: importlib.import_module(f"jobqueue.{name}") for name in gaps.STAGES}
 
