@@ -1,0 +1,71 @@
+"""``jobqueue bench --postgres``: its options are checked first, and its ratios say the truth."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from jobqueue.lab import bench_pg_render, cli
+from jobqueue.lab.bench_pg_targets import OURS, PGQUEUER, PROCRASTINATE
+
+
+def test_only_does_not_mix_with_postgres() -> None:
+    with pytest.raises(SystemExit, match="--only does not apply with --postgres"):
+        cli.main(["bench", "--postgres", "--only", "throughput"])
+
+
+def test_a_json_file_in_a_missing_directory_is_refused_before_the_run(tmp_path: Any) -> None:
+    pytest.importorskip("psycopg")
+    from jobqueue.lab import pgcluster
+
+    try:
+        pgcluster.find_bindir()
+    except pgcluster.PgUnavailable as exc:
+        pytest.skip(str(exc))
+    with pytest.raises(SystemExit, match="--json: no directory"):
+        cli.main(["bench", "--postgres", "--json", str(tmp_path / "no" / "x.json")])
+
+
+def _row(section: str, target: str, value: Any, **extra: Any) -> dict[str, Any]:
+    return {
+        "section": section,
+        "target": target,
+        "value": value,
+        "status": "ok",
+        "load_after": 0.5,
+        **extra,
+    }
+
+
+ROWS = [
+    _row("drain", OURS, 6000.0, processes=1),
+    _row("drain", PGQUEUER, 2000.0, processes=1),
+    _row("drain", PROCRASTINATE, 300.0, processes=1),
+    _row("enqueue", OURS, 1500.0),
+    _row("enqueue", PGQUEUER, 1000.0),
+    {"section": "enqueue", "target": PROCRASTINATE, "status": "error", "reason": "boom"},
+    _row("latency", OURS, {"p50": 0.001, "p99": 0.002, "max": 0.003}),
+    _row("cpu", OURS, 400.0, processes=1, threads=2),
+    _row("cpu", OURS, 700.0, processes=2, threads=1),
+]
+
+
+def test_ratios_compare_with_the_faster_peer_and_check_the_goals() -> None:
+    by_figure = {r["figure"]: r for r in bench_pg_render.ratios(ROWS)}
+    drain = by_figure["end to end, 1 proc."]
+    assert drain["x"] == pytest.approx(3.0)  # against PgQueuer, the faster
+    assert drain[f"x {PROCRASTINATE}"] == pytest.approx(20.0)
+    assert drain["met"] is True
+    enqueue = by_figure["enqueue, one by one"]
+    assert enqueue["x"] == pytest.approx(1.5)
+    assert enqueue[f"x {PROCRASTINATE}"] is None  # its row failed: no ratio, not zero
+    cpu = by_figure["CPU-bound: 2 proc. / 2 threads"]
+    assert cpu["x"] == pytest.approx(1.75)
+    assert cpu["met"] is True
+
+
+def test_every_table_renders_and_rows_without_figures_say_why() -> None:
+    tables = bench_pg_render.tables(ROWS)
+    assert tables[-1].title == "Rows without figures"
+    assert tables[-1].row_count == 1
