@@ -87,6 +87,14 @@ class _Entry:
 class JobQueue:
     """A fixed pool of worker threads draining three bounded priority queues, fairly."""
 
+    def __new__(cls, config: vocabulary.Config | None = None) -> JobQueue:
+        # Config(postgres_url=...) gets the queue that processes share (final/postgres/).
+        if cls is JobQueue and getattr(config, "postgres_url", None) is not None:
+            from jobqueue.final.postgres import PostgresJobQueue
+
+            return super().__new__(PostgresJobQueue)
+        return super().__new__(cls)
+
     def __init__(self, config: vocabulary.Config | None = None) -> None:
         self._config = config = _final_config(config)
         self._queues: tuple[deque[_Entry], ...] = tuple(deque() for _ in Priority)

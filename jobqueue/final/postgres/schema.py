@@ -1,0 +1,116 @@
+"""The tables, created on first open and versioned so that a later release can migrate.
+
+One row per job *run history*: ``jobqueue_jobs`` holds every job of every
+queue, live or finished, told apart by ``state`` (the values of
+:class:`~jobqueue.vocabulary.Status`).  A job id may come back after it
+finished, so ``id`` is unique only among the live rows of a queue: that is
+the partial unique index which turns a duplicate enqueue from any process
+into a unique violation.  ``seq`` orders jobs FIFO within a priority.
+
+``jobqueue_counts`` holds one row per (queue, priority):
+
+- ``unfinished``: accepted and not yet finished.  ``enqueue`` raises it only
+  while it is below ``queue_size``, in the same transaction as the insert, so
+  the bound is strict across processes.  The cost: enqueues of one priority
+  serialize on that row for the length of their commit (an fsync with
+  ``synchronous_commit=on``); a ``count(*)`` would not serialize them, but
+  concurrent producers could overshoot the bound.
+- ``completed``, ``failed``: finished jobs whose rows were pruned (the history
+  keeps ``status_history`` of them), so the totals survive pruning.
+- ``retried``: retries scheduled, as in the in-process queue.
+
+Every transaction that locks several rows locks job rows first, then counter
+rows in ascending priority: one order for all, so no two can deadlock.
+
+Creation is serialized by a transaction-level advisory lock, so processes
+that open the same database at once cannot race on ``CREATE``.
+"""
+
+from __future__ import annotations
+
+import psycopg
+
+__all__ = ["LIVE", "SCHEMA_VERSION", "ensure_schema"]
+
+#: The version this code writes and reads.  Bump it, and add a step to
+#: ``_MIGRATIONS``, for every change to the tables.
+SCHEMA_VERSION = 1
+
+#: The states that hold an id: a second live job with the same id is refused.
+LIVE = ("queued", "processing", "retrying")
+
+# pg_advisory_xact_lock key: any fixed 64-bit number; this one spells "jobqueue".
+_DDL_LOCK = 0x6A6F627175657565
+
+_V1 = """
+CREATE TABLE jobqueue_jobs (
+    seq         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    queue       text NOT NULL,
+    id          text NOT NULL,
+    priority    smallint NOT NULL CHECK (priority BETWEEN 0 AND 2),
+    payload     bytea NOT NULL,
+    handler     text,
+    created     double precision NOT NULL,
+    state       text NOT NULL CHECK (state IN
+                    ('queued', 'processing', 'retrying', 'completed', 'failed')),
+    attempts    integer NOT NULL DEFAULT 0,   -- runs claimed, this one included
+    run_after   timestamptz,                  -- retrying: when it may run again
+    lease_owner uuid,                         -- processing: the queue that holds it
+    lease_until timestamptz,                  -- processing: when the lease expires
+    error       text,                         -- the last failure
+    finished_at timestamptz
+);
+CREATE UNIQUE INDEX jobqueue_jobs_live_id ON jobqueue_jobs (queue, id)
+    WHERE state IN ('queued', 'processing', 'retrying');
+CREATE INDEX jobqueue_jobs_ready ON jobqueue_jobs (queue, priority, seq)
+    WHERE state = 'queued';
+CREATE INDEX jobqueue_jobs_leased ON jobqueue_jobs (queue, lease_until)
+    WHERE state = 'processing';
+CREATE INDEX jobqueue_jobs_retrying ON jobqueue_jobs (queue, run_after)
+    WHERE state = 'retrying';
+CREATE INDEX jobqueue_jobs_finished ON jobqueue_jobs (queue, seq)
+    WHERE state IN ('completed', 'failed');
+CREATE INDEX jobqueue_jobs_finished_id ON jobqueue_jobs (queue, id)
+    WHERE state IN ('completed', 'failed');
+CREATE TABLE jobqueue_counts (
+    queue      text NOT NULL,
+    priority   smallint NOT NULL,
+    unfinished bigint NOT NULL DEFAULT 0 CHECK (unfinished >= 0),
+    completed  bigint NOT NULL DEFAULT 0,
+    failed     bigint NOT NULL DEFAULT 0,
+    retried    bigint NOT NULL DEFAULT 0,
+    PRIMARY KEY (queue, priority)
+);
+"""
+
+# version reached -> the DDL that reaches it from the one before.
+_MIGRATIONS = {1: _V1}
+
+
+def ensure_schema(conn: psycopg.Connection[tuple[object, ...]], queue: str) -> None:
+    """Create or migrate the tables, and the counter rows of ``queue``.  Idempotent.
+
+    ``conn`` must be in autocommit mode; this runs one transaction.  Refuses
+    (``RuntimeError``) a database that a newer release has migrated past us.
+    """
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_DDL_LOCK,))
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS jobqueue_schema ("
+            " version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        row = conn.execute("SELECT coalesce(max(version), 0) FROM jobqueue_schema").fetchone()
+        current = int(row[0]) if row is not None else 0  # type: ignore[call-overload]
+        if current > SCHEMA_VERSION:
+            raise RuntimeError(
+                f"postgres_url: the jobqueue tables are at schema version {current}, "
+                f"newer than this release understands ({SCHEMA_VERSION}); upgrade jobqueue"
+            )
+        for version in range(current + 1, SCHEMA_VERSION + 1):
+            conn.execute(_MIGRATIONS[version].encode())
+            conn.execute("INSERT INTO jobqueue_schema (version) VALUES (%s)", (version,))
+        conn.execute(
+            "INSERT INTO jobqueue_counts (queue, priority)"
+            " SELECT %s, p FROM generate_series(0, 2) AS p ON CONFLICT DO NOTHING",
+            (queue,),
+        )
