@@ -6,7 +6,7 @@ an in-memory ``final`` queue, so its drain can be tested without PostgreSQL.
 Every worker process enqueues one ``hold`` job.  The handler connects to the
 Unix socket SOCKET, sends its process id, blocks until the test sends one
 byte, and then answers ``done``: the test decides when a job in flight ends,
-and sees that it did.
+and sees that it did.  ``record`` notes which process ran which job.
 """
 
 from __future__ import annotations
@@ -34,7 +34,17 @@ def noop(payload: bytes) -> None:
     pass
 
 
-HANDLERS: Mapping[str, Handler] = {"hold": hold, "noop": noop}
+def record(payload: bytes) -> None:
+    """Append "PID PAYLOAD" to the file WORKERCHILD_RECORD: who ran what, across processes."""
+    line = f"{os.getpid()} {payload.decode()}\n".encode()
+    fd = os.open(os.environ["WORKERCHILD_RECORD"], os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    try:
+        os.write(fd, line)  # one short O_APPEND write: lines never interleave
+    finally:
+        os.close(fd)
+
+
+HANDLERS: Mapping[str, Handler] = {"hold": hold, "noop": noop, "record": record}
 NOT_A_MAPPING = [hold]
 NOT_CALLABLE = {"hold": 42}
 EMPTY: dict[str, Handler] = {}
