@@ -301,7 +301,10 @@ def supervise(options: WorkerOptions, open_queue: OpenQueue = open_postgres_queu
             logger.info("started %d worker processes", len(children))
             ready = wait([wake_read, *(child.sentinel for child in children)])
             if wake_read not in ready:
-                dead = next(child for child in children if not child.is_alive())
+                # Its sentinel (a pipe) closes before the kernel can report its exit:
+                # join() waits for that, where is_alive() could still say True.
+                dead = next(child for child in children if child.sentinel in ready)
+                dead.join()
                 logger.error("%s exited with %s; stopping the others", dead.name, dead.exitcode)
             for child in children:
                 if child.is_alive():
