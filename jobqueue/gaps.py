@@ -10,10 +10,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["GAPS", "STAGES", "Gap", "gap"]
+__all__ = ["COLUMNS", "GAPS", "POSTGRES", "STAGES", "Gap", "gap"]
 
 #: The stages in teaching order.
 STAGES = ("naive", "improved", "final")
+#: final on PostgreSQL (``Config(postgres_url=...)``): final's code and contract
+#: with another store, so not a stage, but a column of the table.  Its verdict
+#: is final's, except in the rows that give it one of its own.
+POSTGRES = "final + PostgreSQL"
+COLUMNS = (*STAGES, POSTGRES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,9 +28,16 @@ class Gap:
     key: str  # what tests name in @pytest.mark.gap(...)
     problem: str
     verdicts: dict[str, str]  # stage -> what it does, "no (...)" or "yes (...)"
+    postgres: str | None = None  # final on PostgreSQL, where it differs from final
+
+    def verdict(self, column: str) -> str:
+        """The words for a stage, or for :data:`POSTGRES`."""
+        if column == POSTGRES:
+            return self.postgres if self.postgres is not None else self.verdicts["final"]
+        return self.verdicts[column]
 
     def solved_by(self, stage: str) -> bool:
-        return self.verdicts[stage].startswith("yes")
+        return self.verdict(stage).startswith("yes")
 
 
 GAPS = (
@@ -77,6 +89,17 @@ GAPS = (
         "persistence",
         "persistence, crash recovery, retry state across restart",
         {"naive": "no", "improved": "no", "final": "yes"},
+    ),
+    Gap(
+        "beyond_one_process",
+        "beyond one process: processes and machines share one queue; "
+        "CPU-bound work scales past one core",
+        {
+            "naive": "no (one process)",
+            "improved": "no (one process)",
+            "final": "no (one process: the log is locked by it)",
+        },
+        postgres="yes (rows, SKIP LOCKED, leases)",
     ),
 )
 

@@ -29,7 +29,7 @@ from rich.text import Text
 from jobqueue import gaps
 from jobqueue.lab import scenarios
 from jobqueue.lab.gaps_table import render_observed
-from jobqueue.lab.scenarios import performance
+from jobqueue.lab.scenarios import performance, processes
 from jobqueue.lab.scenarios.base import load_average, machine_info
 
 __all__ = ["add_arguments", "run"]
@@ -84,6 +84,9 @@ def run(args: argparse.Namespace) -> int:
         transient=True,
     )
     total = len(chosen) * len(stages)
+    with_postgres = processes.KEY in chosen and "final" in stages
+    total += with_postgres
+    postgres_skipped: str | None = None
     if with_performance:
         total += performance.steps(perf_sizes, targets)
     outcomes: list[scenarios.Outcome] = []
@@ -95,6 +98,14 @@ def run(args: argparse.Namespace) -> int:
                 progress.update(task, description=f"{key} on {stage}")
                 outcomes.append(scenarios.run(stage, key, sizes))
                 progress.advance(task)
+        if with_postgres:
+            progress.update(task, description=f"{processes.KEY} on {gaps.POSTGRES}")
+            got = processes.on_postgres(sizes)
+            if isinstance(got, str):
+                postgres_skipped = got
+            else:
+                outcomes.append(got)
+            progress.advance(task)
         if with_performance:
 
             def step(description: str) -> None:
@@ -113,6 +124,9 @@ def run(args: argparse.Namespace) -> int:
         quick=sizes is scenarios.QUICK,
         command=_command(args),
     )
+    if postgres_skipped is not None:
+        skip = f"The {gaps.POSTGRES} column was skipped: {postgres_skipped}"
+        renderables.insert(-1, Text(skip, style="yellow"))
     Console().print(*renderables)
     if args.svg is not None:
         recorder = Console(record=True, width=SVG_WIDTH, file=io.StringIO())
@@ -127,6 +141,7 @@ def run(args: argparse.Namespace) -> int:
             "machine": machine,
             "seconds": round(seconds, 2),
             "agree": all(o.agrees for o in outcomes),
+            "postgres_skipped": postgres_skipped,
             "scenarios": [o.as_dict() for o in outcomes],
             "performance": perf.as_dict() if perf is not None else None,
         }
