@@ -17,8 +17,15 @@ import pytest
 from hypothesis import settings
 
 from jobqueue import gaps
-from tests.helpers import Harness
-from tests.pgfixtures import pg_cluster, pg_queue_name, pg_url  # noqa: F401 (fixtures)
+from tests.helpers import Harness, PgHarness
+from tests.pgfixtures import (  # noqa: F401 (fixtures)
+    FINAL_POSTGRES,
+    NOT_ON_POSTGRES,
+    on_postgres,
+    pg_cluster,
+    pg_queue_name,
+    pg_url,
+)
 
 STAGES = {name: importlib.import_module(f"jobqueue.{name}") for name in gaps.STAGES}
 
@@ -50,16 +57,26 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.xfail(strict=True, reason=reason))
 
 
-@pytest.fixture(params=gaps.STAGES)
+@pytest.fixture(params=[*gaps.STAGES, pytest.param(FINAL_POSTGRES, id="final-postgres")])
 def stage(request: pytest.FixtureRequest) -> ModuleType:
-    """The stage module under test: jobqueue.naive, .improved or .final."""
+    """The stage module under test: jobqueue.naive, .improved or .final; and final
+    again on PostgreSQL (``final-postgres``), for the tests that build queues
+    through the Harness."""
+    if request.param is FINAL_POSTGRES and "harness" not in request.fixturenames:
+        pytest.skip("final-postgres: this test builds its queues without the Harness")
     return STAGES[request.param]
 
 
 @pytest.fixture
-def harness(stage: ModuleType) -> Iterator[Harness]:
+def harness(stage: ModuleType, request: pytest.FixtureRequest) -> Iterator[Harness]:
     """Builds queues and gates for a test, and tears them down in a safe order."""
-    h = Harness(stage)
+    if on_postgres(request):
+        reason = NOT_ON_POSTGRES.get(request.node.originalname)
+        if reason is not None:
+            pytest.skip(f"final-postgres: {reason}")
+        h: Harness = PgHarness(stage, request.getfixturevalue("pg_url"))
+    else:
+        h = Harness(stage)
     try:
         yield h
     finally:

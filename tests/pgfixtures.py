@@ -14,7 +14,51 @@ import pytest
 
 from jobqueue.lab.pgcluster import PgCluster, PgUnavailable
 
-__all__ = ["pg_cluster", "pg_queue_name", "pg_unavailable", "pg_url"]
+__all__ = [
+    "FINAL_POSTGRES",
+    "NOT_ON_POSTGRES",
+    "on_postgres",
+    "pg_cluster",
+    "pg_queue_name",
+    "pg_unavailable",
+    "pg_url",
+]
+
+
+class _OnPostgres(str):
+    """The stage "final" with ``postgres_url``: the matrix column ``final-postgres``.
+
+    It is equal to "final", so the gap verdicts read for it are final's: the
+    same contract, on a shared store.
+    """
+
+    __slots__ = ()
+
+
+FINAL_POSTGRES = _OnPostgres("final")
+
+
+#: Matrix tests that do not apply to final-postgres, with the reason.
+NOT_ON_POSTGRES = {
+    "test_jobs_accepted_before_an_exception_survive_it": (
+        "opens its queue without the Harness, on a JSON-lines log"
+    ),
+    "test_a_second_queue_on_the_same_log_is_refused": (
+        "a second queue on the same queue_name is allowed: sharing it is the point "
+        "(test_postgres.py)"
+    ),
+    "test_every_job_of_a_100k_flood_completes": (
+        "100,000 enqueues are 100,000 commits, minutes on CI; test_postgres.py shares "
+        "5,000 jobs between processes, and the bench measures throughput"
+    ),
+}
+
+
+def on_postgres(request: pytest.FixtureRequest) -> bool:
+    """True in a ``final-postgres`` cell of the stage matrix."""
+    callspec = getattr(request.node, "callspec", None)
+    return callspec is not None and callspec.params.get("stage") is FINAL_POSTGRES
+
 
 _names = itertools.count()
 _cluster: PgCluster | None = None

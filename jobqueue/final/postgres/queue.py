@@ -119,8 +119,8 @@ class PostgresJobQueue(JobQueue):
     def enqueue(self, job: Job, timeout: float | None = None) -> None:
         """Add ``job`` to the shared queue; returns once the insert is committed.
 
-        ``QueueFull`` if its priority has ``queue_size`` unfinished jobs, in
-        all processes together, for ``timeout`` seconds; ``DuplicateJobError``
+        ``QueueFull`` if its priority has ``queue_size`` queued jobs, in all
+        processes together, for ``timeout`` seconds; ``DuplicateJobError``
         if its id is live anywhere; ``PersistenceError`` if the server cannot
         be reached; ``QueueClosed`` after ``close()``.
         """
@@ -159,7 +159,7 @@ class PostgresJobQueue(JobQueue):
                 raise QueueFull(
                     f"cannot enqueue job {job.id!r}: the {job.priority.name} queue of "
                     f"{self._config.queue_name!r} is full ({self._config.queue_size} "
-                    f"unfinished jobs) after {timeout}s"
+                    f"jobs) after {timeout}s"
                 )
             self._stopped.wait(pause if remaining is None else min(pause, remaining))
             pause = min(_POLL_MAX, pause * 2)
@@ -202,7 +202,7 @@ class PostgresJobQueue(JobQueue):
         pause = _POLL_MIN
         while True:
             with self._pool.connection("join") as conn:
-                if self._store.unfinished(conn) == 0:
+                if not self._store.unfinished(conn):
                     return True
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:

@@ -7,20 +7,21 @@ finished, so ``id`` is unique only among the live rows of a queue: that is
 the partial unique index which turns a duplicate enqueue from any process
 into a unique violation.  ``seq`` orders jobs FIFO within a priority.
 
-``jobqueue_counts`` holds one row per (queue, priority):
+``jobqueue_counts`` holds one row per (queue, priority): ``completed`` and
+``failed`` count the finished jobs whose rows were pruned (the history keeps
+``status_history`` of them), so the totals survive pruning; ``retried``
+counts retries scheduled, as in the in-process queue.  A transaction that
+changes several of these rows changes them in ascending priority: one lock
+order for all, so no two can deadlock.
 
-- ``unfinished``: accepted and not yet finished.  ``enqueue`` raises it only
-  while it is below ``queue_size``, in the same transaction as the insert, so
-  the bound is strict across processes.  The cost: enqueues of one priority
-  serialize on that row for the length of their commit (an fsync with
-  ``synchronous_commit=on``); a ``count(*)`` would not serialize them, but
-  concurrent producers could overshoot the bound.
-- ``completed``, ``failed``: finished jobs whose rows were pruned (the history
-  keeps ``status_history`` of them), so the totals survive pruning.
-- ``retried``: retries scheduled, as in the in-process queue.
-
-Every transaction that locks several rows locks job rows first, then counter
-rows in ascending priority: one order for all, so no two can deadlock.
+``queue_size`` bounds the *queued* jobs of a priority, as in the in-process
+queue (a retry, or a job taken back from a dead worker, re-enters past the
+bound: it was accepted already).  It is strict across processes: an enqueue
+takes a transaction-level advisory lock on (queue, priority), then counts the
+queued rows, up to ``queue_size``, in the ready index.  The cost: enqueues of
+one priority serialize for the length of their commit (an fsync with
+``synchronous_commit=on``), and each counts up to ``queue_size`` index
+entries.  Without the lock, concurrent producers could overshoot the bound.
 
 Creation is serialized by a transaction-level advisory lock, so processes
 that open the same database at once cannot race on ``CREATE``.
@@ -75,7 +76,6 @@ CREATE INDEX jobqueue_jobs_finished_id ON jobqueue_jobs (queue, id)
 CREATE TABLE jobqueue_counts (
     queue      text NOT NULL,
     priority   smallint NOT NULL,
-    unfinished bigint NOT NULL DEFAULT 0 CHECK (unfinished >= 0),
     completed  bigint NOT NULL DEFAULT 0,
     failed     bigint NOT NULL DEFAULT 0,
     retried    bigint NOT NULL DEFAULT 0,

@@ -70,28 +70,30 @@ class Store:
 
     def enqueue(self, conn: Conn, job: Job, queue_size: int) -> bool:
         """Insert ``job`` and commit; False if its priority already has ``queue_size``
-        unfinished jobs.  ``DuplicateJobError`` if its id is live in any process.
+        queued jobs.  ``DuplicateJobError`` if its id is live in any process.
 
-        One statement in one transaction: the insert (whose unique index waits
-        for a concurrent insert of the same id), then the counter row, which
-        refuses past the bound.  Nothing is committed unless both hold.  The
-        NOTIFY is sent at commit, so a woken worker finds the row.
+        The advisory lock makes the count and the insert one step for every
+        producer of this (queue, priority), wherever it runs; the count is a
+        statement of its own so that it sees the commits of the lock's
+        previous holders.  The NOTIFY is delivered at commit, so a woken
+        worker finds the row.
         """
         try:
             with conn.transaction():
+                conn.execute(
+                    "SELECT pg_advisory_xact_lock(hashtext(%s), %s)",
+                    (self.queue, int(job.priority)),
+                )
                 row = conn.execute(
                     """
-                    WITH ins AS (
-                        INSERT INTO jobqueue_jobs
-                            (queue, id, priority, payload, handler, created, state, attempts)
-                        VALUES (%(q)s, %(id)s, %(p)s, %(payload)s, %(handler)s, %(created)s,
-                                'queued', %(attempts)s)
-                        RETURNING priority
-                    )
-                    UPDATE jobqueue_counts c SET unfinished = c.unfinished + 1
-                    FROM ins
-                    WHERE c.queue = %(q)s AND c.priority = ins.priority
-                      AND c.unfinished < %(size)s
+                    INSERT INTO jobqueue_jobs
+                        (queue, id, priority, payload, handler, created, state, attempts)
+                    SELECT %(q)s, %(id)s, %(p)s, %(payload)s, %(handler)s, %(created)s,
+                           'queued', %(attempts)s
+                    WHERE (SELECT count(*) FROM (
+                               SELECT 1 FROM jobqueue_jobs
+                               WHERE queue = %(q)s AND state = 'queued' AND priority = %(p)s
+                               LIMIT %(size)s) AS waiting) < %(size)s
                     RETURNING pg_notify(%(channel)s, %(q)s)::text
                     """,
                     {
@@ -106,8 +108,6 @@ class Store:
                         "channel": CHANNEL,
                     },
                 ).fetchone()
-                if row is None:
-                    raise psycopg.Rollback  # full: undo the insert (the block swallows it)
             return row is not None
         except psycopg.errors.UniqueViolation:
             state = self.status(conn, job.id, history=0)
@@ -224,28 +224,24 @@ class Store:
         seqs, attempts = _tokens(claims)
         if not seqs:
             return 0
-        with conn.transaction():
-            rows = conn.execute(
-                """
-                UPDATE jobqueue_jobs j
-                SET state = 'completed', lease_owner = NULL, lease_until = NULL,
-                    finished_at = now()
-                FROM unnest(%(seqs)s::bigint[], %(attempts)s::integer[]) AS c(seq, attempt)
-                WHERE j.seq = c.seq AND j.attempts = c.attempt AND j.lease_owner = %(owner)s
-                  AND j.state = 'processing'
-                RETURNING j.priority
-                """,
-                {"seqs": seqs, "attempts": attempts, "owner": self.owner},
-            ).fetchall()
-            self._count(conn, unfinished=[p for (p,) in rows], sign={"unfinished": -1})
-        if len(rows) < len(seqs):
+        applied = conn.execute(
+            """
+            UPDATE jobqueue_jobs j
+            SET state = 'completed', lease_owner = NULL, lease_until = NULL, finished_at = now()
+            FROM unnest(%(seqs)s::bigint[], %(attempts)s::integer[]) AS c(seq, attempt)
+            WHERE j.seq = c.seq AND j.attempts = c.attempt AND j.lease_owner = %(owner)s
+              AND j.state = 'processing'
+            """,
+            {"seqs": seqs, "attempts": attempts, "owner": self.owner},
+        ).rowcount
+        if applied < len(seqs):
             logger.warning(
                 "queue %r: %d completions came after their lease was lost; "
                 "those jobs run again (at least once)",
                 self.queue,
-                len(seqs) - len(rows),
+                len(seqs) - applied,
             )
-        return len(rows)
+        return applied
 
     def retrying(self, conn: Conn, claim: Claim, delay: float, error: str) -> bool:
         """Schedule the next attempt of a failed run in ``delay`` seconds."""
@@ -276,29 +272,17 @@ class Store:
 
     def failed(self, conn: Conn, claim: Claim, error: str) -> bool:
         """Mark a run failed for good: its retries are spent."""
-        row = conn.execute(
+        cur = conn.execute(
             """
-            WITH j AS (
-                UPDATE jobqueue_jobs
-                SET state = 'failed', lease_owner = NULL, lease_until = NULL,
-                    error = %(error)s, finished_at = now()
-                WHERE seq = %(seq)s AND attempts = %(attempt)s AND lease_owner = %(owner)s
-                  AND state = 'processing'
-                RETURNING priority
-            )
-            UPDATE jobqueue_counts c SET unfinished = c.unfinished - 1
-            FROM j WHERE c.queue = %(q)s AND c.priority = j.priority
-            RETURNING 1
+            UPDATE jobqueue_jobs
+            SET state = 'failed', lease_owner = NULL, lease_until = NULL,
+                error = %(error)s, finished_at = now()
+            WHERE seq = %(seq)s AND attempts = %(attempt)s AND lease_owner = %(owner)s
+              AND state = 'processing'
             """,
-            {
-                "error": error,
-                "seq": claim.seq,
-                "attempt": claim.attempt,
-                "owner": self.owner,
-                "q": self.queue,
-            },
-        ).fetchone()
-        return row is not None
+            {"error": error, "seq": claim.seq, "attempt": claim.attempt, "owner": self.owner},
+        )
+        return cur.rowcount == 1
 
     # -- readers ------------------------------------------------------------------
 
@@ -329,13 +313,13 @@ class Store:
         ).fetchone()
         return None if row is None or row[0] is None else Status(row[0])
 
-    def unfinished(self, conn: Conn) -> int:
-        """Jobs accepted and not finished, across every process."""
+    def unfinished(self, conn: Conn) -> bool:
+        """True while any job of the queue is queued, processing or retrying, anywhere."""
         row = conn.execute(
-            "SELECT coalesce(sum(unfinished), 0) FROM jobqueue_counts WHERE queue = %s",
-            (self.queue,),
+            "SELECT EXISTS (SELECT 1 FROM jobqueue_jobs WHERE queue = %s AND state = ANY(%s))",
+            (self.queue, list(LIVE)),
         ).fetchone()
-        return int(row[0]) if row is not None else 0
+        return bool(row is not None and row[0])
 
     def counts(self, conn: Conn) -> list[dict[str, int]]:
         """Per priority: queued, retrying, processing, completed, failed, retried.
@@ -402,11 +386,11 @@ class Store:
                 {"q": self.queue, "max": max_attempts},
             ).fetchall()
             requeued = [p for p, state in rows if state == "queued"]
-            failed = [p for p, state in rows if state == "failed"]
-            self._count(conn, retried=requeued, unfinished=failed, sign={"unfinished": -1})
+            failed = sum(state == "failed" for _, state in rows)
+            self._count(conn, retried=requeued)
             if requeued:
                 conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, self.queue))
-        return len(requeued), len(failed)
+        return len(requeued), failed
 
     def promote_due(self, conn: Conn) -> int:
         """Move the retries whose backoff is over back to queued, and wake the workers."""
@@ -455,19 +439,14 @@ class Store:
             )
         return len(rows)
 
-    def _count(self, conn: Conn, sign: dict[str, int] | None = None, **columns: list[int]) -> None:
-        """Add one per entry of ``columns[name]`` (a list of priorities) to that counter,
-        or subtract with ``sign={name: -1}``.
+    def _count(self, conn: Conn, **columns: list[int]) -> None:
+        """Add one to counter ``name`` per priority listed in ``columns[name]``.
 
         One UPDATE per priority, in ascending priority: the lock order every
         transaction keeps, so two of them never deadlock on these rows.
         """
         for p in Priority:
-            deltas = {
-                name: (sign or {}).get(name, 1) * priorities.count(p)
-                for name, priorities in columns.items()
-                if p in priorities
-            }
+            deltas = {name: ps.count(p) for name, ps in columns.items() if p in ps}
             if deltas:
                 assignments = ", ".join(f"{name} = {name} + %s" for name in deltas)
                 conn.execute(
