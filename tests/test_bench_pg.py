@@ -69,3 +69,23 @@ def test_every_table_renders_and_rows_without_figures_say_why() -> None:
     tables = bench_pg_render.tables(ROWS)
     assert tables[-1].title == "Rows without figures"
     assert tables[-1].row_count == 1
+
+
+def test_repetitions_become_medians_and_a_failed_run_is_not_hidden() -> None:
+    from jobqueue.lab.bench_pg import medians
+
+    runs = [
+        _row("drain", OURS, 100.0, processes=1),
+        _row("drain", OURS, 300.0, processes=1),
+        _row("drain", OURS, 200.0, processes=1),
+        _row("latency", OURS, {"p50": 1.0, "p99": 4.0, "max": 9.0}),
+        _row("latency", OURS, {"p50": 3.0, "p99": 2.0, "max": 5.0}),
+        _row("enqueue", PGQUEUER, 10.0),
+        {**_row("enqueue", PGQUEUER, None), "status": "error", "reason": "lost"},
+    ]
+    rows = {(r["section"], r["target"]): r for r in medians(runs)}
+    assert rows["drain", OURS]["value"] == 200.0
+    assert rows["drain", OURS]["runs"] == [100.0, 300.0, 200.0]
+    assert rows["latency", OURS]["value"] == {"p50": 2.0, "p99": 3.0, "max": 7.0}
+    assert rows["enqueue", PGQUEUER]["status"] == "error"
+    assert rows["enqueue", PGQUEUER]["reason"] == "lost"

@@ -203,34 +203,73 @@ def _measure(what: str, target: str, step: Callable[[], object]) -> dict[str, An
     return row
 
 
-def measure_all(bench: Bench, skipped: dict[str, str], progress: Any) -> list[dict[str, Any]]:
+def measure_all(
+    bench: Bench, skipped: dict[str, str], repeat: int, progress: Any
+) -> list[dict[str, Any]]:
+    """Every figure ``repeat`` times, the targets' order reversed on every other
+    repetition (none is always first, on a cold server), then the medians."""
     sizes = bench.sizes
-    rows: list[dict[str, Any]] = []
-    live = [t for t in TARGETS if t not in skipped]
-    for target, why in skipped.items():
-        rows.append({"section": "all", "target": target, "status": "skipped", "reason": why})
+    runs: list[dict[str, Any]] = []
+    skipped_rows = [
+        {"section": "all", "target": target, "status": "skipped", "reason": why}
+        for target, why in skipped.items()
+    ]
 
     def add(row: dict[str, Any], **extra: Any) -> None:
         row.update(extra)
-        rows.append(row)
+        runs.append(row)
         progress(row)
 
-    for processes in sizes.drain_processes:
+    for rep in range(repeat):
+        live = [t for t in TARGETS if t not in skipped]
+        if rep % 2:
+            live.reverse()
+        for processes in sizes.drain_processes:
+            for target in live:
+                step = partial(bench.drain, target, "noop", sizes.drain_jobs, processes, THREADS)
+                add(_measure("drain", target, step), processes=processes, jobs=sizes.drain_jobs)
         for target in live:
-            step = partial(bench.drain, target, "noop", sizes.drain_jobs, processes, THREADS)
-            add(_measure("drain", target, step), processes=processes, jobs=sizes.drain_jobs)
-    for target in live:
-        add(_measure("enqueue", target, partial(bench.enqueue, target)), jobs=sizes.enqueue_jobs)
-    for target in live:
-        step_latency = partial(bench.latency, target)
-        add(
-            _measure("latency", target, step_latency),
-            rate=sizes.latency_rate,
-            jobs=sizes.latency_jobs,
-        )
-    for processes, threads in ((1, 1), (1, 2), (2, 1)) if OURS in live else ():
-        step = partial(bench.drain, OURS, "cpu", sizes.cpu_jobs, processes, threads)
-        add(_measure("cpu", OURS, step), processes=processes, threads=threads, jobs=sizes.cpu_jobs)
+            step = partial(bench.enqueue, target)
+            add(_measure("enqueue", target, step), jobs=sizes.enqueue_jobs)
+        for target in live:
+            timed = partial(bench.latency, target)
+            add(
+                _measure("latency", target, timed), rate=sizes.latency_rate, jobs=sizes.latency_jobs
+            )
+        for processes, threads in ((1, 1), (1, 2), (2, 1)) if OURS in live else ():
+            step = partial(bench.drain, OURS, "cpu", sizes.cpu_jobs, processes, threads)
+            extra = {"processes": processes, "threads": threads, "jobs": sizes.cpu_jobs}
+            add(_measure("cpu", OURS, step), **extra)
+    return skipped_rows + medians(runs)
+
+
+def _key(row: dict[str, Any]) -> tuple[object, ...]:
+    return row["section"], row["target"], row.get("processes"), row.get("threads")
+
+
+def medians(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per figure: the median of its runs, with every run and load kept.
+
+    A figure with a failed run reports the failure: a median that hides one
+    would be a figure of a different experiment.
+    """
+    grouped: dict[tuple[object, ...], list[dict[str, Any]]] = {}
+    for row in runs:
+        grouped.setdefault(_key(row), []).append(row)
+    rows = []
+    for group in grouped.values():
+        failed = [r for r in group if r["status"] != "ok"]
+        row = dict(failed[0] if failed else group[0])
+        row["loads"] = [r["load_after"] for r in group]
+        row["load_after"] = max(row["loads"])
+        if not failed:
+            values = [r["value"] for r in group]
+            row["runs"] = values
+            if isinstance(values[0], dict):
+                row["value"] = {k: statistics.median(v[k] for v in values) for k in values[0]}
+            else:
+                row["value"] = statistics.median(values)
+        rows.append(row)
     return rows
 
 
@@ -264,7 +303,7 @@ def run(args: argparse.Namespace) -> int:
     with PgCluster() as cluster:
         version = _server_version(cluster.url)
         bench = Bench(cluster, sizes)
-        rows = measure_all(bench, skipped, progress)
+        rows = measure_all(bench, skipped, args.repeat, progress)
     seconds = time.monotonic() - began
     from jobqueue.lab import bench_pg_render
 
@@ -278,6 +317,7 @@ def run(args: argparse.Namespace) -> int:
             "postgres": version,
             "settings": {"synchronous_commit": "on"},
             "sizes": asdict(sizes),
+            "repeat": args.repeat,
             "seconds": seconds,
             "rows": rows,
             "ratios": bench_pg_render.ratios(rows),

@@ -111,7 +111,7 @@ def tables(rows: list[dict[str, Any]]) -> list[Table]:
             )
         elif row is not None:
             latency.add_row(target, f"[yellow]{row['status']}[/]")
-    drain.caption = enqueue.caption = "@ the 1-minute load average after the figure"
+    drain.caption = enqueue.caption = "median of the runs; @ the highest 1-minute load average"
     cpu = Table(title="CPU-bound handler (pure Python), final on PostgreSQL (jobs/s)")
     for column in ("processes", "threads each", "jobs/s"):
         cpu.add_column(column, justify="right")
