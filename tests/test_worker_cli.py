@@ -240,3 +240,13 @@ def test_a_child_that_dies_stops_the_others_and_the_parent_exits_1(
     assert run.jobs[survivor].makefile().readline() == "done\n"
     assert run.exit_code() == 1
     assert any("exited with -9" in line for line in run.log.lines)
+
+
+def test_a_queue_that_cannot_open_is_a_clear_error_not_a_traceback() -> None:
+    pytest.importorskip("psycopg")
+    argv = _argv("--handlers", "tests.workerchild:HANDLERS")
+    argv[2] = "postgresql://postgres@/x?host=/nonexistent&connect_timeout=5"
+    with pytest.raises(SystemExit) as exited:
+        cli.main(argv)
+    assert str(exited.value).startswith("jobqueue worker: ")
+    assert "/nonexistent" in str(exited.value)

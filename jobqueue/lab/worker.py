@@ -40,7 +40,7 @@ from multiprocessing.connection import wait
 from types import FrameType
 from typing import Any, Protocol
 
-from jobqueue.vocabulary import Handler
+from jobqueue.vocabulary import Handler, JobQueueError
 
 __all__ = [
     "Closable",
@@ -248,8 +248,11 @@ def _exit_now() -> None:
 def run_one(options: WorkerOptions, open_queue: OpenQueue = open_postgres_queue) -> int:
     """One worker process, in this process: 0 if it drained, 1 if jobs were left running."""
     stop = threading.Event()
-    with on_stop_signals(stop.set, _exit_now):
-        serve(options, stop, open_queue)
+    try:
+        with on_stop_signals(stop.set, _exit_now):
+            serve(options, stop, open_queue)
+    except JobQueueError as exc:  # the server is unreachable, the schema is newer...
+        raise SystemExit(f"jobqueue worker: {exc}") from None
     if still_running():
         # close() gave up after shutdown_timeout; the leases bring these jobs back.
         logger.error("jobs still running after --shutdown-timeout; their leases will expire")
