@@ -90,7 +90,10 @@ OpenQueue = Callable[[WorkerOptions, Mapping[str, Handler]], Closable]
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--postgres-url", required=True, metavar="URL", help="libpq URI or key=value string"
+        "--postgres-url",
+        required=True,
+        metavar="URL",
+        help="libpq URI or key=value string; keep the password in ~/.pgpass or PGPASSWORD",
     )
     parser.add_argument(
         "--handlers",
@@ -98,8 +101,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="MODULE:NAME",
         help="a mapping of handler names to callables, e.g. myapp.tasks:HANDLERS",
     )
-    parser.add_argument("--workers", type=int, default=4, metavar="N", help="threads per process")
-    parser.add_argument("--queue", default="default", metavar="NAME", help="queue name")
+    parser.add_argument(
+        "--workers", type=int, default=4, metavar="N", help="threads per process (default 4)"
+    )
+    parser.add_argument(
+        "--queue", default="default", metavar="NAME", help="queue name (default: default)"
+    )
     parser.add_argument(
         "--processes", type=int, default=1, metavar="P", help="worker processes (default 1)"
     )
