@@ -37,6 +37,7 @@ PROCRASTINATE = "procrastinate"
 TARGETS = (OURS, PGQUEUER, PROCRASTINATE)
 PEERS = (PGQUEUER, PROCRASTINATE)
 THREADS = 4  # our worker threads per process; procrastinate's concurrency
+QUEUE_SIZE = 1_000_000  # our bound on queued jobs per priority: never reached here
 _MODULES = {OURS: "psycopg", PGQUEUER: "pgqueuer", PROCRASTINATE: "procrastinate"}
 
 
@@ -225,18 +226,19 @@ def install(target: str, url: str) -> None:
 
 
 def _our_producer(url: str) -> Any:
-    from jobqueue.lab.worker import WorkerOptions, open_postgres_queue
+    """A producer-only queue.  ``queue_size`` is set past every run's jobs: the
+    peers have no bound, and ours would block the 1,001st enqueue of a run
+    with no worker running (backpressure, as it should)."""
+    from jobqueue.final import Config, JobQueue
 
-    options = WorkerOptions(
+    config = Config(
         postgres_url=url,
-        handlers="",
-        workers=0,
-        queue="default",
-        processes=1,
-        shutdown_timeout=1.0,
-        lease_timeout=30.0,
+        queue_name="default",
+        num_workers=0,
+        queue_size=QUEUE_SIZE,
+        handlers=_our_handlers(),
     )
-    return open_postgres_queue(options, _our_handlers())
+    return JobQueue(config)
 
 
 def _pace(rate: float | None, began: float, number: int) -> float:
