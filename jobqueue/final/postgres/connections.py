@@ -74,10 +74,14 @@ class Pool:
             if conn is None:
                 conn = connect(self._url)
             yield conn
-        except psycopg.OperationalError as exc:
+        except psycopg.Error as exc:
             if conn is not None:
                 conn.close()
-            raise PersistenceError(f"{what}: the PostgreSQL server is unreachable: {exc}") from exc
+            if isinstance(exc, psycopg.OperationalError):
+                problem = "the PostgreSQL server is unreachable"
+            else:
+                problem = "PostgreSQL refused it"
+            raise PersistenceError(f"{what}: {problem}: {exc}") from exc
         except BaseException:
             if (
                 conn is not None

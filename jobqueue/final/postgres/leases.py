@@ -4,9 +4,10 @@ The lease rule:
 
 - A claim takes a lease of ``lease_timeout`` seconds on the job
   (``lease_until``) and counts as an attempt (``attempts + 1``).
-- While this queue is open, the heartbeat renews every lease it holds, in one
-  UPDATE, every ``lease_timeout / 3`` seconds: a long job keeps its lease for
-  as long as it runs, so it is never run twice for being long.
+- While this queue is open, the heartbeat renews the lease of every job it
+  has claimed and not finished running, in one UPDATE, every
+  ``lease_timeout / 3`` seconds: a long job keeps its lease for as long as it
+  runs, so it is never run twice for being long.
 - A lease that expires means its holder died (``kill -9``, a lost machine) or
   lost the database for longer than the lease.  The reaper of any live queue
   puts the job back to QUEUED, to run again elsewhere (at least once).  The
@@ -25,12 +26,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 import psycopg
 
 from jobqueue.final.config import Config
+from jobqueue.final.postgres.chores import Chores
 from jobqueue.final.postgres.connections import Link
-from jobqueue.final.postgres.store import Store
+from jobqueue.final.postgres.store import Claim, Store
 
 __all__ = ["Maintenance"]
 
@@ -43,11 +46,13 @@ _RECONNECT_DELAY = 0.5  # seconds between attempts while the server is down
 class Maintenance(threading.Thread):
     """Heartbeat, reaper, retry promotion and pruning, on one connection of its own."""
 
-    def __init__(self, store: Store, config: Config) -> None:
+    def __init__(self, store: Store, config: Config, held: Callable[[], list[Claim]]) -> None:
         super().__init__(name=f"jobqueue-pg-maintenance-{store.queue}", daemon=True)
         assert config.postgres_url is not None
         self._store = store
+        self._chores_sql = Chores(store)
         self._config = config
+        self._held = held  # the runs whose leases the heartbeat renews
         self._link = Link(config.postgres_url)
         self._lease = config.lease_timeout
         self._heartbeat = config.lease_timeout / 3
@@ -92,18 +97,17 @@ class Maintenance(threading.Thread):
                 try:
                     if now >= next_beat:
                         next_beat = now + self._heartbeat
-                        self._store.renew(self._link.get(), self._lease)
+                        self._chores_sql.renew(self._link.get(), self._held(), self._lease)
                     if now >= next_poll:
                         next_poll = now + self._poll
                         self._chores()
                     if now >= next_prune:
                         next_prune = now + _PRUNE_EVERY
-                        self._store.prune(self._link.get(), self._config.status_history)
-                except psycopg.Error as exc:
+                        self._chores_sql.prune(self._link.get(), self._config.status_history)
+                except Exception as exc:  # the server went away, or a bug: never die of it
                     self._link.broken()
-                    logger.warning(
-                        "queue %r: maintenance failed, will retry: %s", self._store.queue, exc
-                    )
+                    log = logger.warning if isinstance(exc, psycopg.Error) else logger.exception
+                    log("queue %r: maintenance failed, will retry: %s", self._store.queue, exc)
                     next_beat = min(next_beat, now + _RECONNECT_DELAY)
                     next_poll = min(next_poll, now + _RECONNECT_DELAY)
         finally:
@@ -111,7 +115,7 @@ class Maintenance(threading.Thread):
 
     def _chores(self) -> None:
         conn = self._link.get()
-        requeued, failed = self._store.reap(conn, 1 + self._config.max_retries)
+        requeued, failed = self._chores_sql.reap(conn, 1 + self._config.max_retries)
         if requeued or failed:
             logger.warning(
                 "queue %r: %d expired leases: %d jobs queued again, %d failed for good",
@@ -120,7 +124,7 @@ class Maintenance(threading.Thread):
                 requeued,
                 failed,
             )
-        self._store.promote_due(conn)
-        due_in = self._store.next_retry_in(conn)  # retries scheduled by any process
+        self._chores_sql.promote_due(conn)
+        due_in = self._chores_sql.next_retry_in(conn)  # retries scheduled by any process
         if due_in is not None:
             self.retry_at(time.monotonic() + due_in)

@@ -9,11 +9,18 @@ The threads of one process:
 - workers (``num_workers``) run handlers, one claimed job at a time;
 - the fetcher claims jobs for idle workers: as many as there are idle
   workers, never more, so a claimed job is a started job (its PROCESSING
-  status is true) and a busy process hoards nothing another could run.  It
-  sleeps on LISTEN until an enqueue's NOTIFY, not in a poll;
+  status is true) and a busy process hoards nothing another could run.  So
+  ``num_workers`` is also the largest claim: for short jobs, more workers
+  mean fewer round trips per job.  It sleeps on LISTEN until an enqueue's
+  NOTIFY, not in a poll;
 - the completion writer (completions.py) batches completions;
 - maintenance (leases.py): the lease heartbeat, the reaper of expired leases,
   due retries, pruning.
+
+Processes that share a queue should share its settings: the handlers, by
+name (a job names its handler, or runs the default ``Config.handler`` of
+whichever process claims it), and ``max_retries`` (the process that ends a
+run, or reaps an expired lease, applies its own).
 
 Fairness: the fetcher asks the same ``FairPicker`` as the in-process queue
 which priorities to claim, given which priorities have jobs queued in the
@@ -61,7 +68,7 @@ __all__ = ["PostgresJobQueue"]
 
 logger = logging.getLogger(__name__)
 
-_POLL_MIN, _POLL_MAX = 0.005, 0.1  # join() and a full queue poll, backing off between these
+_POLL_MIN, _POLL_MAX = 0.005, 0.05  # join() and a full queue poll, backing off between these
 
 
 class PostgresJobQueue(JobQueue):
@@ -75,22 +82,33 @@ class PostgresJobQueue(JobQueue):
         self._store = store = Store(config.queue_name)
         self._handlers = Handlers(config)
         self._pool = Pool(url)
-        with self._pool.connection(f"open queue {config.queue_name!r}") as conn:
-            ensure_schema(conn, config.queue_name)
+        try:
+            with self._pool.connection(f"open queue {config.queue_name!r}") as conn:
+                ensure_schema(conn, config.queue_name)
+        except BaseException:
+            self._pool.close()
+            raise
         self._picker = FairPicker(config.fairness_tokens)
         self._mutex = threading.Lock()
         self._ready: deque[Claim] = deque()  # claimed for idle workers, not yet started
+        self._held: dict[int, Claim] = {}  # claimed, not yet run to the end: leases to renew
         # Waiters: workers.  Notified by the fetcher (claims arrived) and close().
         self._not_empty = threading.Condition(self._mutex)
         # Waiters: the fetcher.  Notified by a worker going idle, and close().
         self._wants_jobs = threading.Condition(self._mutex)
+        # Waiters: producers blocked on a full priority.  Notified by the
+        # fetcher when it claims (room, unless another producer takes it
+        # first) and by close().  Room made by other processes is found by
+        # polling: they send no NOTIFY for it.
+        self._has_room = threading.Condition(self._mutex)
+        self._producers_waiting = 0
         self._idle_workers = 0
         self._closed = False
         self._stopped = threading.Event()  # set by close(): ends join()'s and enqueue's polls
         self._counters = Counters(time.monotonic())  # this process's runs: utilization
         self._threads: list[threading.Thread] = []
         self._writer = CompletionWriter(store, url)
-        self._maintenance = Maintenance(store, config)
+        self._maintenance = Maintenance(store, config, self._held_claims)
         if config.num_workers:  # a producer-only process runs no thread at all
             self._fetch_link = Link(url, synchronous_commit=False, listen=CHANNEL)
             self._writer.start()
@@ -161,7 +179,14 @@ class PostgresJobQueue(JobQueue):
                     f"{self._config.queue_name!r} is full ({self._config.queue_size} "
                     f"jobs) after {timeout}s"
                 )
-            self._stopped.wait(pause if remaining is None else min(pause, remaining))
+            with self._mutex:
+                if self._closed:
+                    raise QueueClosed(f"cannot enqueue job {job.id!r}: the queue is closed")
+                self._producers_waiting += 1
+                try:
+                    self._has_room.wait(pause if remaining is None else min(pause, remaining))
+                finally:
+                    self._producers_waiting -= 1
             pause = min(_POLL_MAX, pause * 2)
 
     def status(self, job_id: str) -> Status | None:
@@ -223,8 +248,11 @@ class PostgresJobQueue(JobQueue):
             self._closed = True
             unstarted = list(self._ready)
             self._ready.clear()
+            for claim in unstarted:
+                del self._held[claim.seq]
             self._not_empty.notify_all()
             self._wants_jobs.notify_all()
+            self._has_room.notify_all()
         self._stopped.set()
         self._give_back(unstarted)
         if self._config.num_workers:
@@ -253,6 +281,7 @@ class PostgresJobQueue(JobQueue):
     def _fetch(self) -> None:
         """Claim jobs for idle workers until close(); sleep on LISTEN when none is queued."""
         link = self._fetch_link
+        waiting = [0] * len(Priority)  # per priority: 1 if jobs were queued at the last look
         try:
             while True:
                 with self._mutex:
@@ -265,22 +294,29 @@ class PostgresJobQueue(JobQueue):
                     conn = link.get()
                     for _ in conn.notifies(timeout=0):
                         pass  # drop the backlog: the query below sees what they announced
-                    claims = self._claim(conn, wanted)
-                    if not claims:
+                    if not any(waiting):  # else: as the last claim saw it, no round trip
+                        waiting = self._store.waiting(conn)
+                    claims, waiting = self._claim(conn, wanted, waiting)
+                    if not claims and not self._closed:  # (the drain may have eaten close's NOTIFY)
                         # Nothing we could take: sleep until an enqueue's NOTIFY.
                         # The timeout is a fallback; due retries and expired leases
                         # are re-queued by maintenance, with a NOTIFY too.
                         for _ in conn.notifies(timeout=1.0, stop_after=1):
                             pass
                         continue
-                except psycopg.Error as exc:
+                except Exception as exc:  # the server went away, or a bug: never die of it
                     link.broken()
-                    logger.warning("queue %r: cannot claim jobs: %s", self._store.queue, exc)
+                    waiting = [0] * len(Priority)
+                    log = logger.warning if isinstance(exc, psycopg.Error) else logger.exception
+                    log("queue %r: cannot claim jobs: %s", self._store.queue, exc)
                     self._stopped.wait(0.5)
                     continue
                 with self._mutex:
                     if not self._closed:
                         self._ready.extend(claims)
+                        self._held.update((claim.seq, claim) for claim in claims)
+                        if self._producers_waiting:
+                            self._has_room.notify_all()
                         self._not_empty.notify(len(claims))
                         continue
                 self._give_back(claims)  # close() ran while we claimed
@@ -288,18 +324,20 @@ class PostgresJobQueue(JobQueue):
         finally:
             link.close()
 
-    def _claim(self, conn: psycopg.Connection[tuple[object, ...]], wanted: int) -> list[Claim]:
-        """Claim up to ``wanted`` jobs, the priorities chosen by the fair picker."""
-        waiting = self._store.waiting(conn)
+    def _claim(
+        self, conn: psycopg.Connection[tuple[object, ...]], wanted: int, waiting: list[int]
+    ) -> tuple[list[Claim], list[int]]:
+        """Claim up to ``wanted`` jobs, the priorities chosen by the fair picker from
+        ``waiting``; returns them in the picker's order, and ``waiting`` after."""
         if not any(waiting):
-            return []
+            return [], waiting
         order = []
         for _ in range(wanted):
             chosen = self._picker.choose(waiting)
             assert chosen is not None
             order.append(chosen)
         counts = [order.count(p) for p in Priority]
-        claimed = self._store.claim(conn, counts, self._config.lease_timeout)
+        claimed, waiting = self._store.claim(conn, counts, self._config.lease_timeout)
         # Hand them out in the picker's order; a priority that came up short
         # (another process took its jobs) leaves its turns to the rest.
         by_priority: list[deque[Claim]] = [deque() for _ in Priority]
@@ -307,7 +345,11 @@ class PostgresJobQueue(JobQueue):
             by_priority[claim.job.priority].append(claim)
         ordered = [by_priority[p].popleft() for p in order if by_priority[p]]
         ordered.extend(claim for rest in by_priority for claim in rest)
-        return ordered
+        return ordered, waiting
+
+    def _held_claims(self) -> list[Claim]:
+        with self._mutex:
+            return list(self._held.values())
 
     def _give_back(self, claims: list[Claim]) -> None:
         if not claims:
@@ -349,6 +391,7 @@ class PostgresJobQueue(JobQueue):
         """Record one run: completions are batched; a retry or failure is written now."""
         with self._mutex:
             self._counters.run_ended(claim.job.priority, started, time.monotonic())
+            self._held.pop(claim.seq, None)
         if error is None:
             self._writer.add(claim)
             return

@@ -1,11 +1,16 @@
 """The tables, created on first open and versioned so that a later release can migrate.
 
-One row per job *run history*: ``jobqueue_jobs`` holds every job of every
-queue, live or finished, told apart by ``state`` (the values of
+One row per accepted job: ``jobqueue_jobs`` holds every job of every queue,
+live or finished, told apart by ``state`` (the values of
 :class:`~jobqueue.vocabulary.Status`).  A job id may come back after it
 finished, so ``id`` is unique only among the live rows of a queue: that is
 the partial unique index which turns a duplicate enqueue from any process
-into a unique violation.  ``seq`` orders jobs FIFO within a priority.
+into a unique violation.  ``(enqueued_at, seq)`` orders the jobs of a
+priority FIFO, and ``(finished_at, seq)`` the history.  Neither is the
+primary key on purpose: ordered by ``seq`` alone, the planner may walk the
+primary key through every finished row to find the first queued one (it
+does, with statistics taken while the backlog was fresh), and a claim would
+cost as much as the history is long.
 
 ``jobqueue_counts`` holds one row per (queue, priority): ``completed`` and
 ``failed`` count the finished jobs whose rows were pruned (the history keeps
@@ -31,14 +36,11 @@ from __future__ import annotations
 
 import psycopg
 
-__all__ = ["LIVE", "SCHEMA_VERSION", "ensure_schema"]
+__all__ = ["SCHEMA_VERSION", "ensure_schema"]
 
 #: The version this code writes and reads.  Bump it, and add a step to
 #: ``_MIGRATIONS``, for every change to the tables.
 SCHEMA_VERSION = 1
-
-#: The states that hold an id: a second live job with the same id is refused.
-LIVE = ("queued", "processing", "retrying")
 
 # pg_advisory_xact_lock key: any fixed 64-bit number; this one spells "jobqueue".
 _DDL_LOCK = 0x6A6F627175657565
@@ -55,6 +57,7 @@ CREATE TABLE jobqueue_jobs (
     state       text NOT NULL CHECK (state IN
                     ('queued', 'processing', 'retrying', 'completed', 'failed')),
     attempts    integer NOT NULL DEFAULT 0,   -- runs claimed, this one included
+    enqueued_at timestamptz NOT NULL DEFAULT now(),  -- FIFO order: when it was last queued
     run_after   timestamptz,                  -- retrying: when it may run again
     lease_owner uuid,                         -- processing: the queue that holds it
     lease_until timestamptz,                  -- processing: when the lease expires
@@ -63,13 +66,13 @@ CREATE TABLE jobqueue_jobs (
 );
 CREATE UNIQUE INDEX jobqueue_jobs_live_id ON jobqueue_jobs (queue, id)
     WHERE state IN ('queued', 'processing', 'retrying');
-CREATE INDEX jobqueue_jobs_ready ON jobqueue_jobs (queue, priority, seq)
+CREATE INDEX jobqueue_jobs_ready ON jobqueue_jobs (queue, priority, enqueued_at, seq)
     WHERE state = 'queued';
 CREATE INDEX jobqueue_jobs_leased ON jobqueue_jobs (queue, lease_until)
     WHERE state = 'processing';
 CREATE INDEX jobqueue_jobs_retrying ON jobqueue_jobs (queue, run_after)
     WHERE state = 'retrying';
-CREATE INDEX jobqueue_jobs_finished ON jobqueue_jobs (queue, seq)
+CREATE INDEX jobqueue_jobs_finished ON jobqueue_jobs (queue, finished_at, seq)
     WHERE state IN ('completed', 'failed');
 CREATE INDEX jobqueue_jobs_finished_id ON jobqueue_jobs (queue, id)
     WHERE state IN ('completed', 'failed');

@@ -1,4 +1,5 @@
-"""Every SQL statement the PostgreSQL queue runs, one method each.
+"""The SQL of producers, claims and run outcomes, one method each
+(the maintenance statements are in chores.py).
 
 ``Store`` is the seam between the queue's threads and the database: its
 methods are its contract, and none of them holds a lock of the queue.  Each
@@ -23,10 +24,9 @@ from typing import Any
 
 import psycopg
 
-from jobqueue.final.postgres.schema import LIVE
 from jobqueue.vocabulary import DuplicateJobError, Job, Priority, Status
 
-__all__ = ["CHANNEL", "Claim", "Conn", "Store", "connect"]
+__all__ = ["CHANNEL", "Claim", "Conn", "Store", "connect", "tokens"]
 
 logger = logging.getLogger(__name__)
 
@@ -35,8 +35,6 @@ Conn = psycopg.Connection[tuple[Any, ...]]
 #: The NOTIFY channel; the payload is the queue name.  One channel for every
 #: queue keeps LISTEN simple; a worker woken for another queue claims nothing.
 CHANNEL = "jobqueue"
-
-_FINISHED = ("completed", "failed")
 
 
 def connect(url: str, *, synchronous_commit: bool = True) -> Conn:
@@ -73,18 +71,20 @@ class Store:
         queued jobs.  ``DuplicateJobError`` if its id is live in any process.
 
         The advisory lock makes the count and the insert one step for every
-        producer of this (queue, priority), wherever it runs; the count is a
-        statement of its own so that it sees the commits of the lock's
-        previous holders.  The NOTIFY is delivered at commit, so a woken
-        worker finds the row.
+        producer of this (queue, priority), wherever it runs; the insert is a
+        statement of its own, after the lock, so that its count sees the
+        commits of the lock's previous holders.  A full queue inserts nothing,
+        and the empty transaction commits.  Pipelined: BEGIN, lock, insert and
+        COMMIT go in one round trip.  The NOTIFY is delivered at commit, so a
+        woken worker finds the row.
         """
         try:
-            with conn.transaction():
+            with conn.pipeline(), conn.transaction():
                 conn.execute(
                     "SELECT pg_advisory_xact_lock(hashtext(%s), %s)",
                     (self.queue, int(job.priority)),
                 )
-                row = conn.execute(
+                cur = conn.execute(
                     """
                     INSERT INTO jobqueue_jobs
                         (queue, id, priority, payload, handler, created, state, attempts)
@@ -107,8 +107,8 @@ class Store:
                         "size": queue_size,
                         "channel": CHANNEL,
                     },
-                ).fetchone()
-            return row is not None
+                )
+            return cur.fetchone() is not None
         except psycopg.errors.UniqueViolation:
             state = self.status(conn, job.id, history=0)
             shown = state.value if state is not None else "live"
@@ -134,32 +134,57 @@ class Store:
         assert row is not None
         return [int(bool(flag)) for flag in row]
 
-    def claim(self, conn: Conn, wanted: Sequence[int], lease: float) -> list[Claim]:
-        """Claim up to ``wanted[p]`` queued jobs of each priority, oldest first.
+    def claim(
+        self, conn: Conn, wanted: Sequence[int], lease: float
+    ) -> tuple[list[Claim], list[int]]:
+        """Claim up to ``wanted[p]`` queued jobs of each priority, oldest first; and
+        ``waiting()`` as it is after the claim, from the same statement.
 
         ``FOR UPDATE SKIP LOCKED``: rows another process is claiming right now
         are passed over, not waited for, so claimers never queue behind each
         other.  The claim counts as an attempt (River's rule): a job whose run
-        kills its process is not claimed forever.
+        kills its process is not claimed forever.  The flags row (``seq = -1``,
+        a bit per priority in ``attempts``: is there a queued job beyond the
+        ones just claimed?) saves the next claim a round trip.  Its ORDER BY
+        keeps the planner on the ready index: with stale statistics, a plain
+        EXISTS walked the heap past every finished row.
         """
         rows = conn.execute(
             """
             WITH p0 AS (SELECT seq FROM jobqueue_jobs
                         WHERE queue = %(q)s AND state = 'queued' AND priority = 0
-                        ORDER BY seq LIMIT %(n0)s FOR UPDATE SKIP LOCKED),
+                        ORDER BY enqueued_at, seq LIMIT %(n0)s FOR UPDATE SKIP LOCKED),
                  p1 AS (SELECT seq FROM jobqueue_jobs
                         WHERE queue = %(q)s AND state = 'queued' AND priority = 1
-                        ORDER BY seq LIMIT %(n1)s FOR UPDATE SKIP LOCKED),
+                        ORDER BY enqueued_at, seq LIMIT %(n1)s FOR UPDATE SKIP LOCKED),
                  p2 AS (SELECT seq FROM jobqueue_jobs
                         WHERE queue = %(q)s AND state = 'queued' AND priority = 2
-                        ORDER BY seq LIMIT %(n2)s FOR UPDATE SKIP LOCKED)
-            UPDATE jobqueue_jobs j
-            SET state = 'processing', attempts = j.attempts + 1, lease_owner = %(owner)s,
-                lease_until = now() + %(lease)s * interval '1 second'
-            FROM (SELECT seq FROM p0 UNION ALL SELECT seq FROM p1
-                  UNION ALL SELECT seq FROM p2) AS picked
-            WHERE j.seq = picked.seq
-            RETURNING j.seq, j.attempts, j.id, j.priority, j.payload, j.handler, j.created
+                        ORDER BY enqueued_at, seq LIMIT %(n2)s FOR UPDATE SKIP LOCKED),
+                 claimed AS (
+                    UPDATE jobqueue_jobs j
+                    SET state = 'processing', attempts = j.attempts + 1,
+                        lease_owner = %(owner)s,
+                        lease_until = now() + %(lease)s * interval '1 second'
+                    -- = ANY(ARRAY(..)), not a join: a generic plan (psycopg prepares
+                    -- repeated statements) cannot see the LIMITs, expects a thousand
+                    -- rows, and would hash-join the whole table.
+                    WHERE j.seq = ANY (ARRAY (SELECT seq FROM p0 UNION ALL SELECT seq FROM p1
+                                              UNION ALL SELECT seq FROM p2))
+                    RETURNING j.seq, j.attempts, j.id, j.priority, j.payload, j.handler,
+                              j.created)
+            SELECT seq, attempts, id, priority, payload, handler, created FROM claimed
+            UNION ALL
+            SELECT -1,
+                   (EXISTS (SELECT 1 FROM jobqueue_jobs
+                            WHERE queue = %(q)s AND state = 'queued' AND priority = 0
+                            ORDER BY enqueued_at, seq OFFSET %(n0)s LIMIT 1))::integer
+                 + (EXISTS (SELECT 1 FROM jobqueue_jobs
+                            WHERE queue = %(q)s AND state = 'queued' AND priority = 1
+                            ORDER BY enqueued_at, seq OFFSET %(n1)s LIMIT 1))::integer * 2
+                 + (EXISTS (SELECT 1 FROM jobqueue_jobs
+                            WHERE queue = %(q)s AND state = 'queued' AND priority = 2
+                            ORDER BY enqueued_at, seq OFFSET %(n2)s LIMIT 1))::integer * 4,
+                   NULL, NULL, NULL, NULL, NULL
             """,
             {
                 "q": self.queue,
@@ -170,27 +195,27 @@ class Store:
                 "lease": lease,
             },
         ).fetchall()
-        claims = [
-            Claim(
-                seq=seq,
-                attempt=attempt,
-                job=Job(
-                    id=job_id,
-                    priority=Priority(priority),
-                    payload=bytes(payload),
-                    attempts=attempt - 1,
-                    created=created,
-                    handler=handler,
-                ),
+        claims: list[Claim] = []
+        flags = [0] * len(Priority)
+        for seq, attempt, job_id, priority, payload, handler, created in rows:
+            if seq == -1:
+                flags = [(attempt >> p) & 1 for p in Priority]
+                continue
+            job = Job(
+                id=job_id,
+                priority=Priority(priority),
+                payload=bytes(payload),
+                attempts=attempt - 1,
+                created=created,
+                handler=handler,
             )
-            for seq, attempt, job_id, priority, payload, handler, created in rows
-        ]
+            claims.append(Claim(seq=seq, attempt=attempt, job=job))
         claims.sort(key=lambda c: c.seq)
-        return claims
+        return claims, flags
 
     def release(self, conn: Conn, claims: Iterable[Claim]) -> int:
         """Give claimed, never started jobs back to the queue, their attempt undone."""
-        seqs, attempts = _tokens(claims)
+        seqs, attempts = tokens(claims)
         if not seqs:
             return 0
         cur = conn.execute(
@@ -199,7 +224,8 @@ class Store:
             SET state = 'queued', attempts = j.attempts - 1, lease_owner = NULL,
                 lease_until = NULL
             FROM unnest(%(seqs)s::bigint[], %(attempts)s::integer[]) AS c(seq, attempt)
-            WHERE j.seq = c.seq AND j.attempts = c.attempt AND j.lease_owner = %(owner)s
+            WHERE j.seq = ANY(%(seqs)s)  -- lets the planner probe the primary key
+              AND j.seq = c.seq AND j.attempts = c.attempt AND j.lease_owner = %(owner)s
               AND j.state = 'processing'
             RETURNING pg_notify(%(channel)s, %(q)s)::text
             """,
@@ -221,7 +247,7 @@ class Store:
         A run whose claim is no longer ours (its lease expired and the job was
         re-queued or re-claimed) is skipped: at least once, never overwritten.
         """
-        seqs, attempts = _tokens(claims)
+        seqs, attempts = tokens(claims)
         if not seqs:
             return 0
         applied = conn.execute(
@@ -229,7 +255,8 @@ class Store:
             UPDATE jobqueue_jobs j
             SET state = 'completed', lease_owner = NULL, lease_until = NULL, finished_at = now()
             FROM unnest(%(seqs)s::bigint[], %(attempts)s::integer[]) AS c(seq, attempt)
-            WHERE j.seq = c.seq AND j.attempts = c.attempt AND j.lease_owner = %(owner)s
+            WHERE j.seq = ANY(%(seqs)s)  -- lets the planner probe the primary key
+              AND j.seq = c.seq AND j.attempts = c.attempt AND j.lease_owner = %(owner)s
               AND j.state = 'processing'
             """,
             {"seqs": seqs, "attempts": attempts, "owner": self.owner},
@@ -293,31 +320,27 @@ class Store:
             """
             SELECT coalesce(
                 (SELECT state FROM jobqueue_jobs
-                 WHERE queue = %(q)s AND id = %(id)s AND state = ANY(%(live)s)),
+                 WHERE queue = %(q)s AND id = %(id)s
+                   AND state IN ('queued', 'processing', 'retrying')),
                 (SELECT f.state FROM jobqueue_jobs f
-                 WHERE f.queue = %(q)s AND f.id = %(id)s AND f.state = ANY(%(finished)s)
+                 WHERE f.queue = %(q)s AND f.id = %(id)s AND f.state IN ('completed', 'failed')
                    AND (SELECT count(*) FROM (
                             SELECT 1 FROM jobqueue_jobs n
-                            WHERE n.queue = %(q)s AND n.state = ANY(%(finished)s)
-                              AND n.seq > f.seq
+                            WHERE n.queue = %(q)s AND n.state IN ('completed', 'failed')
+                              AND (n.finished_at, n.seq) > (f.finished_at, f.seq)
                             LIMIT %(h)s) AS newer) < %(h)s
-                 ORDER BY f.seq DESC LIMIT 1))
+                 ORDER BY f.finished_at DESC, f.seq DESC LIMIT 1))
             """,
-            {
-                "q": self.queue,
-                "id": job_id,
-                "live": list(LIVE),
-                "finished": list(_FINISHED),
-                "h": history,
-            },
+            {"q": self.queue, "id": job_id, "h": history},
         ).fetchone()
         return None if row is None or row[0] is None else Status(row[0])
 
     def unfinished(self, conn: Conn) -> bool:
         """True while any job of the queue is queued, processing or retrying, anywhere."""
         row = conn.execute(
-            "SELECT EXISTS (SELECT 1 FROM jobqueue_jobs WHERE queue = %s AND state = ANY(%s))",
-            (self.queue, list(LIVE)),
+            "SELECT EXISTS (SELECT 1 FROM jobqueue_jobs WHERE queue = %s"
+            " AND state IN ('queued', 'processing', 'retrying'))",
+            (self.queue,),
         ).fetchone()
         return bool(row is not None and row[0])
 
@@ -347,115 +370,9 @@ class Store:
         keys = ("queued", "retrying", "processing", "completed", "failed", "retried")
         return [dict(zip(keys, (int(v) for v in row[1:]), strict=True)) for row in rows]
 
-    # -- maintenance (leases.py) --------------------------------------------------
 
-    def renew(self, conn: Conn, lease: float) -> int:
-        """Extend every lease this queue holds, in one UPDATE: the heartbeat."""
-        cur = conn.execute(
-            """
-            UPDATE jobqueue_jobs SET lease_until = now() + %(lease)s * interval '1 second'
-            WHERE queue = %(q)s AND state = 'processing' AND lease_owner = %(owner)s
-            """,
-            {"lease": lease, "q": self.queue, "owner": self.owner},
-        )
-        return cur.rowcount
-
-    def reap(self, conn: Conn, max_attempts: int) -> tuple[int, int]:
-        """Take back the jobs whose lease expired: (re-queued, failed for good).
-
-        Their holder died, or lost the database for longer than the lease.  A
-        job that has had ``max_attempts`` claims fails instead of running
-        again: the claim that expired was an attempt.
-        """
-        with conn.transaction():
-            rows = conn.execute(
-                """
-                WITH expired AS (
-                    SELECT seq FROM jobqueue_jobs
-                    WHERE queue = %(q)s AND state = 'processing' AND lease_until < now()
-                    FOR UPDATE SKIP LOCKED
-                )
-                UPDATE jobqueue_jobs j
-                SET state = CASE WHEN j.attempts >= %(max)s THEN 'failed' ELSE 'queued' END,
-                    finished_at = CASE WHEN j.attempts >= %(max)s THEN now() END,
-                    error = 'lease expired: its worker died or lost the database',
-                    lease_owner = NULL, lease_until = NULL
-                FROM expired WHERE j.seq = expired.seq
-                RETURNING j.priority, j.state
-                """,
-                {"q": self.queue, "max": max_attempts},
-            ).fetchall()
-            requeued = [p for p, state in rows if state == "queued"]
-            failed = sum(state == "failed" for _, state in rows)
-            self._count(conn, retried=requeued)
-            if requeued:
-                conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, self.queue))
-        return len(requeued), failed
-
-    def promote_due(self, conn: Conn) -> int:
-        """Move the retries whose backoff is over back to queued, and wake the workers."""
-        cur = conn.execute(
-            """
-            UPDATE jobqueue_jobs SET state = 'queued', run_after = NULL
-            WHERE queue = %(q)s AND state = 'retrying' AND run_after <= now()
-            RETURNING pg_notify(%(channel)s, %(q)s)::text
-            """,
-            {"q": self.queue, "channel": CHANNEL},
-        )
-        return cur.rowcount
-
-    def next_retry_in(self, conn: Conn) -> float | None:
-        """Seconds until the earliest retry of the queue is due, or None."""
-        row = conn.execute(
-            "SELECT extract(epoch FROM min(run_after) - now()) FROM jobqueue_jobs"
-            " WHERE queue = %s AND state = 'retrying'",
-            (self.queue,),
-        ).fetchone()
-        return None if row is None or row[0] is None else max(0.0, float(row[0]))
-
-    def prune(self, conn: Conn, history: int) -> int:
-        """Delete the finished rows beyond the newest ``history``, keeping their counts."""
-        with conn.transaction():
-            rows = conn.execute(
-                """
-                WITH cutoff AS (
-                    SELECT seq FROM jobqueue_jobs
-                    WHERE queue = %(q)s AND state IN ('completed', 'failed')
-                    ORDER BY seq DESC OFFSET %(h)s LIMIT 1
-                ), gone AS (
-                    DELETE FROM jobqueue_jobs j USING cutoff
-                    WHERE j.queue = %(q)s AND j.state IN ('completed', 'failed')
-                      AND j.seq <= cutoff.seq
-                    RETURNING j.priority, j.state
-                )
-                SELECT priority, state FROM gone
-                """,
-                {"q": self.queue, "h": history},
-            ).fetchall()
-            self._count(
-                conn,
-                completed=[p for p, s in rows if s == "completed"],
-                failed=[p for p, s in rows if s == "failed"],
-            )
-        return len(rows)
-
-    def _count(self, conn: Conn, **columns: list[int]) -> None:
-        """Add one to counter ``name`` per priority listed in ``columns[name]``.
-
-        One UPDATE per priority, in ascending priority: the lock order every
-        transaction keeps, so two of them never deadlock on these rows.
-        """
-        for p in Priority:
-            deltas = {name: ps.count(p) for name, ps in columns.items() if p in ps}
-            if deltas:
-                assignments = ", ".join(f"{name} = {name} + %s" for name in deltas)
-                conn.execute(
-                    f"UPDATE jobqueue_counts SET {assignments} WHERE queue = %s AND priority = %s",
-                    (*deltas.values(), self.queue, int(p)),
-                )
-
-
-def _tokens(claims: Iterable[Claim]) -> tuple[list[int], list[int]]:
+def tokens(claims: Iterable[Claim]) -> tuple[list[int], list[int]]:
+    """The claim tokens of ``claims``, as two arrays for ``unnest``: (seqs, attempts)."""
     seqs: list[int] = []
     attempts: list[int] = []
     for claim in claims:
