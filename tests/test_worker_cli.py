@@ -250,3 +250,15 @@ def test_a_queue_that_cannot_open_is_a_clear_error_not_a_traceback() -> None:
         cli.main(argv)
     assert str(exited.value).startswith("jobqueue worker: ")
     assert "/nonexistent" in str(exited.value)
+
+
+@pytest.mark.timeout(120)
+def test_children_drain_and_exit_when_the_parent_is_killed(runs: list[Run], tmp_path: Path) -> None:
+    run = Run(tmp_path, processes=2, shutdown_timeout=DEADLINE)
+    runs.append(run)
+    run.accept(2)
+    run.proc.kill()  # the supervisor dies without a word to its children
+    run.proc.wait(DEADLINE)
+    run.log.wait_count("stopping intake", 2)  # each child noticed, and drains
+    run.finish_jobs()
+    run.log.wait_count("stopped", 2)  # and exits: no orphan keeps claiming jobs

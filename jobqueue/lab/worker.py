@@ -17,6 +17,7 @@ second signal stops at once (exit 1), as it does in Celery.
 
 With ``--processes``, the parent only supervises: it forwards the first
 signal to its children as SIGTERM, and exits 0 when all of them drained.
+A child whose parent dies drains too, so no orphan claims jobs unsupervised.
 A child that dies on its own (a crash, ``kill -9``, the OOM killer) stops the
 others and the command exits 1, so the process manager (systemd, Kubernetes)
 restarts the whole set; the dead child's jobs run again after their leases.
@@ -277,7 +278,17 @@ def _child(options: WorkerOptions, number: int, open_queue: OpenQueue) -> None:
         level=options.log_level,
         format=f"%(levelname)s %(name)s[{number}:%(process)d]: %(message)s",
     )
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        threading.Thread(target=_drain_when_orphaned, args=(parent.sentinel,), daemon=True).start()
     sys.exit(run_one(options, open_queue))
+
+
+def _drain_when_orphaned(parent_sentinel: int) -> None:
+    """If the parent dies (kill -9), drain as if it had sent SIGTERM: no orphan works on."""
+    wait([parent_sentinel])
+    logger.warning("the parent process is gone")
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def supervise(options: WorkerOptions, open_queue: OpenQueue = open_postgres_queue) -> int:
