@@ -16,7 +16,7 @@ from types import ModuleType
 import pytest
 from hypothesis import settings
 
-from jobqueue import gaps
+from jobqueue import final, gaps
 from tests.helpers import Harness, PgHarness
 from tests.pgfixtures import (  # noqa: F401 (fixtures)
     FINAL_POSTGRES,
@@ -84,3 +84,12 @@ def harness(stage: ModuleType, request: pytest.FixtureRequest) -> Iterator[Harne
         yield h
     finally:
         h.teardown()
+
+
+@pytest.fixture
+def queues() -> Iterator[list[final.JobQueue]]:
+    """``final`` queues a test builds by hand: closed when it ends, pass or fail."""
+    made: list[final.JobQueue] = []
+    yield made
+    for q in made:
+        q.close()
