@@ -7,7 +7,7 @@ together, or the suite fails.
 
 A row is a :class:`Gap`; each of its cells is a :class:`Verdict`, a value
 (solved or not, and why), written with :func:`yes` and :func:`no`.  To add a
-problem, add a row; to add a column, add its name to :data:`STAGES` and a
+problem, add a row; to add a stage, add its name to :data:`STAGES` and a
 verdict for it to every row (a ``Gap`` with a missing or extra column is
 refused when the module loads).
 """
@@ -18,10 +18,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-__all__ = ["GAPS", "STAGES", "Gap", "Verdict", "gap", "no", "yes"]
+__all__ = ["COLUMNS", "GAPS", "POSTGRES", "STAGES", "Gap", "Verdict", "gap", "no", "yes"]
 
-#: The stages in teaching order: the table's columns.
+#: The stages in teaching order.
 STAGES = ("naive", "improved", "final")
+#: final on PostgreSQL (``Config(postgres_url=...)``): final's code and contract
+#: with another store, so not a stage, but a column of the table.  Its verdict
+#: is final's, except in the rows that give it one of their own.
+POSTGRES = "final + PostgreSQL"
+#: The table's columns.
+COLUMNS = (*STAGES, POSTGRES)
+#: final on PostgreSQL (``Config(postgres_url=...)``): final's code and contract
+#: with another store, so not a stage, but a column of the table.  Its verdict
+#: is final's, except in the rows that give it one of its own.
+POSTGRES = "final + PostgreSQL"
+COLUMNS = (*STAGES, POSTGRES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +69,7 @@ class Gap:
     key: str  # what tests name in @pytest.mark.gap(...)
     problem: str
     verdicts: Mapping[str, Verdict]  # one per name in STAGES
+    postgres: Verdict | None = None  # final on PostgreSQL, where it differs from final
 
     def __post_init__(self) -> None:
         if set(self.verdicts) != set(STAGES):
@@ -68,8 +80,14 @@ class Gap:
         # A read-only copy: the table is shared by every test and tool.
         object.__setattr__(self, "verdicts", MappingProxyType(dict(self.verdicts)))
 
-    def solved_by(self, stage: str) -> bool:
-        return self.verdicts[stage].solved
+    def verdict(self, column: str) -> Verdict:
+        """The verdict for a stage, or for the :data:`POSTGRES` column."""
+        if column == POSTGRES:
+            return self.postgres if self.postgres is not None else self.verdicts["final"]
+        return self.verdicts[column]
+
+    def solved_by(self, column: str) -> bool:
+        return self.verdict(column).solved
 
 
 GAPS = (
@@ -117,6 +135,17 @@ GAPS = (
         "persistence",
         "persistence, crash recovery, retry state across restart",
         {"naive": no("memory only"), "improved": no("memory only"), "final": yes("a log")},
+    ),
+    Gap(
+        "beyond_one_process",
+        "beyond one process: processes and machines share one queue; "
+        "CPU-bound work scales past one core",
+        {
+            "naive": no("one process"),
+            "improved": no("one process"),
+            "final": no("one process: the log is locked by it"),
+        },
+        postgres=yes("rows, SKIP LOCKED, leases"),
     ),
 )
 

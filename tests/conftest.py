@@ -16,7 +16,7 @@ from types import ModuleType
 import pytest
 from hypothesis import settings
 
-from jobqueue import gaps
+from jobqueue import final, gaps
 from tests.helpers import Harness, PgHarness
 from tests.pgfixtures import (  # noqa: F401 (fixtures)
     FINAL_POSTGRES,
@@ -52,7 +52,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             raise pytest.UsageError(f"{item.nodeid}: @gap needs the `stage` fixture")
         stage = callspec.params["stage"]
         problem = gaps.gap(marker.args[0])
-        verdict = problem.verdicts[stage]
+        # final-postgres reads the table's PostgreSQL column: final's verdicts,
+        # except where a row gives it one of its own.
+        verdict = problem.verdict(gaps.POSTGRES if stage is FINAL_POSTGRES else stage)
         if not verdict.solved:
             reason = f"{stage} lacks {problem.problem!r}: {verdict.why}"
             item.add_marker(pytest.mark.xfail(strict=True, reason=reason))
@@ -82,3 +84,12 @@ def harness(stage: ModuleType, request: pytest.FixtureRequest) -> Iterator[Harne
         yield h
     finally:
         h.teardown()
+
+
+@pytest.fixture
+def queues() -> Iterator[list[final.JobQueue]]:
+    """``final`` queues a test builds by hand: closed when it ends, pass or fail."""
+    made: list[final.JobQueue] = []
+    yield made
+    for q in made:
+        q.close()

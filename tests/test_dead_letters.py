@@ -6,7 +6,6 @@ In memory, through a restart, through compaction, and from the command line.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -36,14 +35,6 @@ class Flaky:
 @pytest.fixture
 def flaky() -> Flaky:
     return Flaky()
-
-
-@pytest.fixture
-def queues() -> Iterator[list[JobQueue]]:
-    made: list[JobQueue] = []
-    yield made
-    for q in made:
-        q.close()
 
 
 def failing_queue(queues: list[JobQueue], flaky: Flaky, **config: object) -> JobQueue:

@@ -33,14 +33,6 @@ from tests.helpers import WAIT, Gate, Harness, Recorder
 FAR = 3600.0  # "an hour ahead": a delayed job that never comes due in a test
 
 
-@pytest.fixture
-def queues() -> Iterator[list[JobQueue]]:
-    made: list[JobQueue] = []
-    yield made
-    for q in made:
-        q.close()
-
-
 def queue(made: list[JobQueue], **config: object) -> JobQueue:
     q = JobQueue(Config(**config))  # type: ignore[arg-type]
     made.append(q)

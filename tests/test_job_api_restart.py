@@ -12,9 +12,10 @@ import pytest
 
 from jobqueue.final import Config, Job, JobQueue, PersistenceError, Status
 from jobqueue.final.log.replay import read_log
+from tests.child import STARTUP
 from tests.helpers import WAIT, Gate, Recorder
 from tests.logutil import opened
-from tests.test_log_crash import STARTUP, Child
+from tests.test_log_crash import Child
 
 FAR = 3600.0
 

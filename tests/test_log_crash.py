@@ -5,11 +5,7 @@ compacting, and locks held by another process.  The victims are
 
 from __future__ import annotations
 
-import os
 import random
-import selectors
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,44 +15,16 @@ import pytest
 from jobqueue.final import Config, JobQueue
 from jobqueue.final.log.replay import read_log
 from jobqueue.vocabulary import PersistenceError, Status
+from tests.child import STARTUP, ChildProcess
 from tests.helpers import WAIT
 from tests.logutil import open_error, recovered
 
-ROOT = Path(__file__).resolve().parent.parent
-STARTUP = 30.0  # a child's interpreter start on a loaded machine; only a bound
 
-
-class Child:
-    """A ``crash_child`` process whose output is read line by line, on deadlines."""
+class Child(ChildProcess):
+    """A ``crash_child`` process."""
 
     def __init__(self, tmp_path: Path, *args: object) -> None:
-        self._stderr = open(tmp_path / f"child-{args[0]}.err", "ab")  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "jobqueue.lab.scenarios.crash_child", *map(str, args)],
-            cwd=ROOT,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self._stderr,
-        )
-        assert self.proc.stdout is not None
-        self._fd = self.proc.stdout.fileno()
-        self._select = selectors.DefaultSelector()
-        self._select.register(self._fd, selectors.EVENT_READ)
-        self._buffer = b""
-
-    def readline(self, timeout: float) -> str | None:
-        """The next whole line, or None at EOF or when ``timeout`` runs out."""
-        deadline = time.monotonic() + timeout
-        while b"\n" not in self._buffer:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or not self._select.select(remaining):
-                return None
-            chunk = os.read(self._fd, 1 << 16)
-            if not chunk:
-                return None
-            self._buffer += chunk
-        line, _, self._buffer = self._buffer.partition(b"\n")
-        return line.decode()
+        super().__init__(tmp_path, "jobqueue.lab.scenarios.crash_child", *args)
 
     def read_until(self, wanted: Callable[[str], bool], timeout: float) -> list[str]:
         """Lines up to and including the first ``wanted`` one; fails after ``timeout``."""
@@ -77,11 +45,7 @@ class Child:
         assert self.proc.stdout is not None
         rest = self._buffer + self.proc.stdout.read()  # to EOF: the child is gone
         self.proc.wait(WAIT)
-        self._select.close()
-        self.proc.stdout.close()
-        if self.proc.stdin is not None:
-            self.proc.stdin.close()
-        self._stderr.close()
+        self._close_pipes()
         return [line.decode() for line in rest.split(b"\n")[:-1]]  # drop a partial line
 
 

@@ -89,3 +89,20 @@ def test_worker_utilization(harness: Harness) -> None:
     gate.open()
     assert q.join(timeout=WAIT)
     assert q.metrics().busy_workers == 0
+
+
+def test_a_final_snapshot_prints_readably() -> None:
+    from jobqueue import final
+
+    with final.JobQueue(final.Config(num_workers=2, handler=lambda payload: None)) as q:
+        for i in range(3):
+            q.enqueue(final.Job(id=f"j{i}", priority=final.Priority.HIGH))
+        assert q.join(10)
+        q.pause(final.Priority.LOW)
+        text = str(q.metrics())
+    lines = text.splitlines()
+    assert lines[0].startswith("jobs: 0 queued, 0 retrying, 0 processing; 3 completed, 0 failed")
+    assert lines[1].startswith("workers: 0 of 2 busy;")
+    assert lines[1].endswith("paused: LOW")
+    assert [line.split()[0] for line in lines[2:]] == ["HIGH", "MEDIUM", "LOW"]
+    assert "3 completed" in lines[2]

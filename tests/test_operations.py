@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,14 +19,6 @@ from jobqueue.lab.cli import main
 from tests.helpers import WAIT, Gate, Recorder
 
 HIGH, MEDIUM, LOW = Priority.HIGH, Priority.MEDIUM, Priority.LOW
-
-
-@pytest.fixture
-def queues() -> Iterator[list[JobQueue]]:
-    made: list[JobQueue] = []
-    yield made
-    for q in made:
-        q.close()
 
 
 def make(queues: list[JobQueue], **config: object) -> JobQueue:

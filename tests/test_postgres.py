@@ -11,9 +11,6 @@ second) so that expiry is quick; waits poll the database on deadlines.
 from __future__ import annotations
 
 import os
-import selectors
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -26,44 +23,17 @@ import pytest
 from jobqueue.final import Config, DuplicateJobError, Job, JobQueue, Priority, Status
 from jobqueue.lab.pgcluster import PgCluster
 from jobqueue.vocabulary import PersistenceError
+from tests.child import STARTUP, ChildProcess
 from tests.helpers import WAIT, Gate
 
-ROOT = Path(__file__).resolve().parent.parent
-STARTUP = 30.0  # a child's interpreter start on a loaded machine; only a bound
 LEASE = 1.0
 
 
-class PgChild:
-    """A ``tests.pgchild`` process whose output is read line by line, on deadlines."""
+class PgChild(ChildProcess):
+    """A ``tests.pgchild`` process."""
 
     def __init__(self, tmp_path: Path, *args: object) -> None:
-        self._stderr = open(tmp_path / f"child-{args[0]}-{time.monotonic_ns()}.err", "ab")  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.pgchild", *map(str, args)],
-            cwd=ROOT,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self._stderr,
-        )
-        assert self.proc.stdout is not None
-        self._fd = self.proc.stdout.fileno()
-        self._select = selectors.DefaultSelector()
-        self._select.register(self._fd, selectors.EVENT_READ)
-        self._buffer = b""
-
-    def readline(self, timeout: float) -> str | None:
-        """The next whole line, or None at EOF or when ``timeout`` runs out."""
-        deadline = time.monotonic() + timeout
-        while b"\n" not in self._buffer:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or not self._select.select(remaining):
-                return None
-            chunk = os.read(self._fd, 1 << 16)
-            if not chunk:
-                return None
-            self._buffer += chunk
-        line, _, self._buffer = self._buffer.partition(b"\n")
-        return line.decode()
+        super().__init__(tmp_path, "tests.pgchild", *args)
 
     def expect(self, wanted: str, timeout: float = STARTUP) -> None:
         """Read lines until ``wanted``; fail after ``timeout``."""
@@ -95,12 +65,7 @@ class PgChild:
         self._cleanup()
 
     def _cleanup(self) -> None:
-        self._select.close()
-        assert self.proc.stdout is not None
-        self.proc.stdout.close()
-        if self.proc.stdin is not None and not self.proc.stdin.closed:
-            self.proc.stdin.close()
-        self._stderr.close()
+        self._close_pipes()
 
 
 @pytest.fixture

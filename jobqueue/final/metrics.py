@@ -51,6 +51,30 @@ class Metrics:
     uptime: float  # seconds since the queue started
     paused: frozenset[Priority] = frozenset()  # priorities that start no new job (pause.py)
 
+    def __str__(self) -> str:
+        """What ``print(jq.metrics())`` shows: totals, workers, one line per priority."""
+        rows = [
+            f"jobs: {_counts(self)}",
+            f"workers: {self.busy_workers} of {self.workers} busy; "
+            f"{self.utilization:.0%} utilization over {self.uptime:.1f} s"
+            + (
+                f"; paused: {', '.join(p.name for p in sorted(self.paused))}" if self.paused else ""
+            ),
+        ]
+        for priority, m in self.by_priority.items():
+            rows.append(
+                f"  {priority.name:<6}  {_counts(m)}; oldest wait {m.oldest_wait:.3f} s, "
+                f"recent waits p50 {m.wait_p50:.3f} s, p99 {m.wait_p99:.3f} s"
+            )
+        return "\n".join(rows)
+
+
+def _counts(m: Metrics | PriorityMetrics) -> str:
+    return (
+        f"{m.queued:,} queued, {m.retrying:,} retrying, {m.processing:,} processing; "
+        f"{m.completed:,} completed, {m.failed:,} failed, {m.retried:,} retried"
+    )
+
 
 class Counters:
     """The live counters.  Not thread-safe: the queue's mutex guards every call."""

@@ -52,9 +52,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SECTION",
         help=f"run only this section (repeatable): {', '.join(SECTIONS)}",
     )
+    parser.add_argument(
+        "--postgres",
+        action="store_true",
+        help="final on PostgreSQL against PgQueuer and procrastinate, on a throwaway server",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.postgres:
+        from jobqueue.lab import bench_pg
+
+        return bench_pg.run(args)
     sizes = QUICK if args.quick else FULL
     sections = args.only or SECTIONS
     console = Console()

@@ -27,6 +27,7 @@ COMMANDS = {
     "dead": ("jobqueue.lab.dead_letters", "list the dead jobs of a log, newest first"),
     "requeue": ("jobqueue.lab.dead_letters", "queue dead jobs of a closed log again"),
     "gaps": ("jobqueue.lab.gaps_table", "print which stage fixes which problem"),
+    "worker": ("jobqueue.lab.worker", "run the jobs of a PostgreSQL queue, in P processes"),
 }
 
 

@@ -28,7 +28,7 @@ from jobqueue import gaps
 from jobqueue.lab import scenarios
 from jobqueue.lab.gaps_table import SOLVED, UNSOLVED, render_observed
 from jobqueue.lab.machine import describe, finished, machine_info
-from jobqueue.lab.scenarios import performance
+from jobqueue.lab.scenarios import performance, processes
 from jobqueue.lab.terminal import output_file, progress_bar, save_svg
 
 __all__ = ["add_arguments", "run"]
@@ -80,6 +80,9 @@ def run(args: argparse.Namespace) -> int:
 
     progress = progress_bar()
     total = len(chosen) * len(stages)
+    with_postgres = processes.KEY in chosen and "final" in stages
+    total += with_postgres
+    postgres_skipped: str | None = None
     if with_performance:
         total += performance.steps(perf_sizes, targets)
     outcomes: list[scenarios.Outcome] = []
@@ -91,6 +94,14 @@ def run(args: argparse.Namespace) -> int:
                 progress.update(task, description=f"{key} on {stage}")
                 outcomes.append(scenarios.run(stage, key, sizes))
                 progress.advance(task)
+        if with_postgres:
+            progress.update(task, description=f"{processes.KEY} on {gaps.POSTGRES}")
+            got = processes.on_postgres(sizes)
+            if isinstance(got, str):
+                postgres_skipped = got
+            else:
+                outcomes.append(got)
+            progress.advance(task)
         if with_performance:
             before = len(outcomes)
 
@@ -109,6 +120,9 @@ def run(args: argparse.Namespace) -> int:
         quick=sizes is scenarios.QUICK,
         command=_command(args),
     )
+    if postgres_skipped is not None:
+        skip = f"The {gaps.POSTGRES} column was skipped: {postgres_skipped}"
+        renderables.insert(-1, Text(skip, style="yellow"))
     Console().print(Group(*renderables))  # a Group: one renderable a line
     if args.svg is not None:
         save_svg(renderables, args.svg, width=SVG_WIDTH, title="jobqueue report")
@@ -119,6 +133,7 @@ def run(args: argparse.Namespace) -> int:
             "machine": machine,
             "seconds": round(seconds, 2),
             "agree": all(o.agrees for o in outcomes),
+            "postgres_skipped": postgres_skipped,
             "scenarios": [o.as_dict() for o in outcomes],
             "performance": perf.as_dict() if perf is not None else None,
         }

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from types import MappingProxyType, ModuleType
 
 from jobqueue import gaps
-from jobqueue.lab.scenarios import durability, lifecycle, ordering
+from jobqueue.lab.scenarios import durability, lifecycle, ordering, processes
 from jobqueue.lab.scenarios.base import QUICK, STANDARD, Observed, Outcome, Sizes, load_stage
 
 __all__ = ["QUICK", "SCENARIOS", "STANDARD", "Outcome", "Scenario", "Sizes", "run"]
@@ -63,6 +63,7 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario("restart", "persistence", "persistence: restart", durability.restart),
         Scenario("retry_state", "persistence", "persistence: retry state", durability.retry_state),
         Scenario("crash", "persistence", "persistence: kill -9", durability.crash),
+        Scenario(processes.KEY, processes.KEY, "beyond one process", processes.share),
     )
 }
 

@@ -89,7 +89,7 @@ class Outcome:
 
     scenario: str  # the scenario's key, e.g. "crash"
     gap_key: str  # the row of jobqueue.gaps it measures, e.g. "persistence"
-    stage: str  # "naive", "improved" or "final"
+    stage: str  # "naive", "improved", "final", or gaps.POSTGRES
     solved: bool  # observed: did the stage solve the problem?
     figure: str  # the observation, for a person
     data: Mapping[str, object]  # the observation, for a machine
@@ -99,7 +99,7 @@ class Outcome:
     @property
     def verdict(self) -> gaps.Verdict:
         """What ``jobqueue/gaps.py`` says this stage does about this problem."""
-        return gaps.gap(self.gap_key).verdicts[self.stage]
+        return gaps.gap(self.gap_key).verdict(self.stage)  # a stage, or gaps.POSTGRES
 
     @property
     def expected(self) -> bool:
