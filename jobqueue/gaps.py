@@ -28,11 +28,6 @@ STAGES = ("naive", "improved", "final")
 POSTGRES = "final + PostgreSQL"
 #: The table's columns.
 COLUMNS = (*STAGES, POSTGRES)
-#: final on PostgreSQL (``Config(postgres_url=...)``): final's code and contract
-#: with another store, so not a stage, but a column of the table.  Its verdict
-#: is final's, except in the rows that give it one of its own.
-POSTGRES = "final + PostgreSQL"
-COLUMNS = (*STAGES, POSTGRES)
 
 
 @dataclass(frozen=True, slots=True)
