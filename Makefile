@@ -13,7 +13,7 @@ report: $(VENV)/.report
 	$(BIN)/jobqueue report $(ARGS)
 
 test: $(VENV)/.test
-	$(BIN)/python -m pytest -rxX $(ARGS)
+	$(BIN)/python -m pytest -rsxX $(ARGS)
 
 lint: $(VENV)/.lint
 	$(BIN)/ruff check jobqueue tests examples
