@@ -40,6 +40,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from types import TracebackType
+from typing import Self
 
 from jobqueue import vocabulary
 from jobqueue.final import cancellation, futures, schedule
@@ -147,7 +148,7 @@ class JobQueue:
         for worker in self._workers:
             worker.start()
 
-    def __enter__(self) -> JobQueue:
+    def __enter__(self) -> Self:  # Self: PostgresJobQueue inherits it as it is
         return self
 
     def __exit__(

@@ -44,7 +44,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from types import MappingProxyType, TracebackType
+from types import MappingProxyType
 
 import psycopg
 
@@ -145,17 +145,6 @@ class PostgresJobQueue(JobQueue):
             self._fetcher = threading.Thread(target=self._fetch, name="jobqueue-pg-fetcher")
             for thread in [*self._threads, self._fetcher]:
                 thread.start()
-
-    def __enter__(self) -> PostgresJobQueue:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # -- the public API -------------------------------------------------------------
 
