@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import multiprocessing
 import os
 import shlex
@@ -38,6 +39,7 @@ from rich.console import Console
 
 from jobqueue.lab import bench_pg_targets as targets
 from jobqueue.lab.bench_pg_targets import OURS, TARGETS, THREADS, Shared
+from jobqueue.lab.machine import load_average
 from jobqueue.lab.pgcluster import PgCluster, PgUnavailable, find_bindir
 
 __all__ = ["FULL", "QUICK", "Sizes", "check", "run"]
@@ -78,10 +80,9 @@ def check() -> dict[str, str]:
 
 
 def _load() -> float:
-    try:
-        return round(os.getloadavg()[0], 2)
-    except OSError:
-        return float("nan")
+    """The 1-minute load average (lab/machine.py reads it), NaN where there is none."""
+    load = load_average()
+    return math.nan if load is None else load
 
 
 class Bench:

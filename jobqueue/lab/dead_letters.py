@@ -22,8 +22,7 @@ from rich.table import Table
 from jobqueue.final.log import JobLog
 from jobqueue.final.log.files import is_locked
 from jobqueue.final.log.replay import Finished, read_log
-from jobqueue.lab.inspect_log import _printable, _seconds
-from jobqueue.lab.terminal import fail, no_such, non_negative_int
+from jobqueue.lab.terminal import fail, no_such, non_negative_int, printable, seconds_cell
 from jobqueue.vocabulary import PersistenceError, Status
 
 __all__ = ["add_dead_arguments", "add_requeue_arguments", "run_dead", "run_requeue"]
@@ -66,13 +65,13 @@ def run_dead(args: argparse.Namespace) -> int:
         assert done.job is not None
         assert done.failed_at is not None
         table.add_row(
-            escape(_printable(done.id)),
+            escape(printable(done.id)),
             done.job.priority.name,
             str(done.attempts),
-            escape(_printable(done.job.handler or "(default)")),
+            escape(printable(done.job.handler or "(default)")),
             f"{len(done.job.payload)} B",
-            _seconds(now - done.failed_at, ".0f") + " ago",
-            escape(_printable(done.error or "")),
+            seconds_cell(now - done.failed_at, ".0f") + " ago",
+            escape(printable(done.error or "")),
         )
     Console().print(table)
     return 0
@@ -98,13 +97,13 @@ def run_requeue(args: argparse.Namespace) -> int:
                 missing.append(job_id)
                 continue
             log.requeued(replace(found.job, attempts=0))
-            print(f"requeued {_printable(job_id)}")
+            print(f"requeued {printable(job_id)}")
     except PersistenceError as exc:
         return fail("requeue", str(exc))
     finally:
         log.close()
     for job_id in missing:
-        print(f"jobqueue requeue: {_printable(job_id)}: not a dead job in {path}", file=sys.stderr)
+        print(f"jobqueue requeue: {printable(job_id)}: not a dead job in {path}", file=sys.stderr)
     return 1 if missing else 0
 
 

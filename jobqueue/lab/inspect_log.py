@@ -24,7 +24,7 @@ from rich.table import Table
 
 from jobqueue.final.log.files import is_locked
 from jobqueue.final.log.replay import Replay, read_log, scan
-from jobqueue.lab.terminal import fail, no_such, non_negative_int
+from jobqueue.lab.terminal import fail, no_such, non_negative_int, printable, seconds_cell
 from jobqueue.vocabulary import PersistenceError, Priority, Status
 
 __all__ = ["add_check_arguments", "add_inspect_arguments", "run_check", "run_inspect"]
@@ -146,15 +146,15 @@ def _jobs_table(found: Replay, limit: int) -> Table:
         table.add_column(name, justify="right" if name in ("attempts", "payload") else "left")
     now = time.time()
     for x in live[:limit]:
-        due = "" if x.retry_at is None else _seconds(x.retry_at - now, ".1f")
+        due = "" if x.retry_at is None else seconds_cell(x.retry_at - now, ".1f")
         table.add_row(
-            escape(_printable(x.job.id)),
+            escape(printable(x.job.id)),
             x.status.value,
             x.job.priority.name,
             str(x.job.attempts),
-            escape(_printable(x.job.handler or "(default)")),
+            escape(printable(x.job.handler or "(default)")),
             f"{len(x.job.payload)} B",
-            _seconds(now - x.job.created, ".0f"),
+            seconds_cell(now - x.job.created, ".0f"),
             due,
         )
     return table
@@ -168,18 +168,6 @@ def _oldest_waits(found: Replay) -> list[str]:
         if x.status is Status.QUEUED:
             p = x.job.priority
             oldest[p] = min(oldest.get(p, x.job.created), x.job.created)
-    return [_seconds(max(0.0, now - oldest[p]), ".0f") if p in oldest else "-" for p in Priority]
-
-
-def _seconds(value: float, spec: str) -> str:
-    """A duration for a table cell; an absurd one (a clock far off) stays short."""
-    if abs(value) >= 1e12:
-        return f"{value:.3g}s"
-    return f"{value:{spec}}s"
-
-
-def _printable(text: str) -> str:
-    """``text`` with newlines, control characters and lone surrogates escaped."""
-    return "".join(
-        c if c.isprintable() and not 0xD800 <= ord(c) <= 0xDFFF else repr(c)[1:-1] for c in text
-    )
+    return [
+        seconds_cell(max(0.0, now - oldest[p]), ".0f") if p in oldest else "-" for p in Priority
+    ]

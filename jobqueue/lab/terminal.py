@@ -30,8 +30,10 @@ __all__ = [
     "non_negative_int",
     "output_file",
     "positive_int",
+    "printable",
     "progress_bar",
     "save_svg",
+    "seconds_cell",
 ]
 
 
@@ -147,3 +149,17 @@ def save_svg(renderables: list[RenderableType], path: Path, *, width: int, title
     recorder = Console(record=True, width=width, file=io.StringIO())
     recorder.print(Group(*renderables))
     recorder.save_svg(os.fspath(path), title=title, code_format=SVG_FORMAT)
+
+
+def seconds_cell(value: float, spec: str) -> str:
+    """A duration for a table cell; an absurd one (a clock far off) stays short."""
+    if abs(value) >= 1e12:
+        return f"{value:.3g}s"
+    return f"{value:{spec}}s"
+
+
+def printable(text: str) -> str:
+    """``text`` with newlines, control characters and lone surrogates escaped."""
+    return "".join(
+        c if c.isprintable() and not 0xD800 <= ord(c) <= 0xDFFF else repr(c)[1:-1] for c in text
+    )
