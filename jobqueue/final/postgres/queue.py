@@ -39,7 +39,6 @@ futures follow the job's row (watch.py).
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
 from collections import deque
@@ -599,7 +598,7 @@ class PostgresJobQueue(JobQueue):
         try:
             with self._pool.connection(f"record the failure of {job.id!r}") as conn:
                 if retry:
-                    delay = self._retry_delay(claim.attempt)
+                    delay = self._config.backoff(claim.attempt)
                     if self._store.retrying(conn, claim, delay, error_text(error)):
                         self._maintenance.retry_at(time.monotonic() + delay)
                     logger.info(
@@ -612,11 +611,6 @@ class PostgresJobQueue(JobQueue):
                     )
         except PersistenceError as exc:  # it runs again after its lease: at least once
             logger.warning("job %r: could not record its failure: %s", job.id, exc)
-
-    def _retry_delay(self, retry: int) -> float:
-        delay = self._config.retry_delay(retry)
-        jitter = self._config.retry_jitter
-        return delay * random.uniform(1 - jitter, 1 + jitter) if jitter else delay
 
 
 def _worker(jq: PostgresJobQueue) -> None:
