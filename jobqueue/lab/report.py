@@ -181,7 +181,8 @@ def run(args: argparse.Namespace) -> int:
         command=_command(args),
         created=datetime.now(UTC).isoformat(timespec="seconds"),
         machine=finished(machine),
-        seconds=time.monotonic() - started,
+        # Rounded as --json saves it, so a redraw shows the same duration.
+        seconds=round(time.monotonic() - started, 2),
         outcomes=tuple(outcomes),
         perf=perf,
         postgres_skipped=postgres_skipped,
