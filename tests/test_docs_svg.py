@@ -135,5 +135,5 @@ def test_from_json_refuses_figures_the_gap_table_no_longer_matches(
     stale.write_text(json.dumps(document))
     assert main(["report", "--from-json", str(stale), "--svg", str(svg)]) == 1
     err = " ".join(capsys.readouterr().err.split())
-    assert "no longer matches jobqueue/gaps.py (cell retry on naive differs)" in err
+    assert "no longer draws what it records (cell retry on naive differs)" in err
     assert not svg.exists(), "a table nobody measured was drawn"

@@ -224,8 +224,8 @@ def _redraw(args: argparse.Namespace) -> int:
         # figures: a picture nobody measured.  Measuring again is the only fix.
         return fail(
             "report",
-            f"{path} no longer matches jobqueue/gaps.py ({'; '.join(stale)}): "
-            f"measure again with {report.command}",
+            f"{path} no longer draws what it records ({'; '.join(stale)}): "
+            f"jobqueue/gaps.py or the report changed since; measure again with {report.command}",
         )
     _show(report, args.svg)
     return 0 if report.agree else 1
