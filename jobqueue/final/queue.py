@@ -136,6 +136,7 @@ class JobQueue:
         self._log_closer: threading.Thread | None = None  # see close()
         self._in_handler = threading.local()  # .job: the job a worker thread is running
         self._storage: Storage = _open_storage(config)
+        self._durable = config.persist_path is not None
         try:
             self._recover()
         except BaseException:
@@ -236,6 +237,9 @@ class JobQueue:
                 raise QueueClosed(f"cannot enqueue job {job.id!r}: the queue is closed")
             self._statuses.take(job.id)  # DuplicateJobError if still live
             self._unfinished += 1
+            if not self._durable:  # nothing to write: accepted in this one critical section
+                self._admit(entry)
+                return
             # Fix: persistence.  Reserve the slot, then write outside the mutex:
             # the write gives up the GIL, and workers must not block on this
             # mutex meanwhile; with fsync="always", producers share an fsync.
@@ -262,13 +266,19 @@ class JobQueue:
                 self._room.notify_all()
                 self._finish()
                 return
-            self._statuses.accepted(job.id)
-            self._dead.discard(job.id)  # a dead id enqueued again is live, not dead
-            entry.queued = time.monotonic()
-            if job.run_at is not None and self._schedule(entry):  # delayed: schedule.py
-                return
-            waiting.append(entry)
-            self._not_empty.notify()
+            self._admit(entry)
+
+    def _admit(self, entry: _Entry) -> None:
+        """Queue an accepted job (or schedule it, if its ``run_at`` is ahead).  Caller
+        holds the mutex."""
+        job = entry.job
+        self._statuses.accepted(job.id)
+        self._dead.discard(job.id)  # a dead id enqueued again is live, not dead
+        entry.queued = time.monotonic()
+        if job.run_at is not None and self._schedule(entry):  # delayed: schedule.py
+            return
+        self._queues[job.priority].append(entry)
+        self._not_empty.notify()
 
     def enqueue_many(self, jobs: Iterable[Job], timeout: float | None = None) -> None:
         """Add every job of ``jobs``, each run by the handler it names: all or none.
