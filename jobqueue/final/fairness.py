@@ -44,21 +44,20 @@ class FairPicker:
         self.tokens = tokens
         self._passed_over = [0] * len(Priority)  # tokens earned, by priority
 
-    def choose(self, waiting: Sequence[int]) -> Priority | None:
+    def choose(self, waiting: Sequence[object]) -> Priority | None:
         """Pick the priority to take the next job from, and update the tokens.
 
-        ``waiting[p]`` is how many jobs wait at priority ``p``.  Returns None
-        when nothing waits.
+        ``waiting[p]`` is true when jobs wait at priority ``p``: a count, or the
+        queue itself.  Returns None when nothing waits.
         """
         candidates = [p for p in _PRIORITIES if waiting[p]]
-        if not candidates:
-            return None
-        if len(candidates) == 1:
-            # The common case, made quick: the only priority waiting is served
-            # and nobody is passed over, so every count resets.
-            self._passed_over = [0] * len(_PRIORITIES)
-            return candidates[0]
         passed_over = self._passed_over
+        if len(candidates) <= 1:
+            # The common case, made quick: the only priority waiting (if any) is
+            # served and nobody is passed over, so every count resets.
+            if any(passed_over):
+                self._passed_over = [0] * len(_PRIORITIES)
+            return candidates[0] if candidates else None
         # The fairness rule: a priority passed over `tokens` times is owed a
         # turn; of several owed, the longest passed over goes first (ties go to
         # the more urgent).  Otherwise: strict priority.

@@ -11,6 +11,8 @@ Not thread-safe on its own: the queue's mutex guards it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from jobqueue.vocabulary import Priority
 
 __all__ = ["Pauses"]
@@ -35,9 +37,9 @@ class Pauses:
             self.paused[priority] = paused
         self.any = any(self.paused)
 
-    def mask(self, waiting: list[int]) -> list[int]:
-        """``waiting`` with the paused priorities counted as empty."""
-        return [0 if paused else n for n, paused in zip(waiting, self.paused, strict=True)]
+    def mask(self, waiting: Sequence[object]) -> list[int]:
+        """1 where jobs wait (``waiting[p]`` true) and the priority is not paused, else 0."""
+        return [int(bool(w) and not paused) for w, paused in zip(waiting, self.paused, strict=True)]
 
     def frozen(self) -> frozenset[Priority]:
         return frozenset(p for p in Priority if self.paused[p])

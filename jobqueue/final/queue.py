@@ -37,7 +37,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from types import TracebackType
 from typing import Self
@@ -529,7 +529,7 @@ class JobQueue:
                 # Past the bound on purpose: this job was accepted already.
                 self._queues[due.job.priority].append(due)
             # Fix: fair priority.  The picker bounds how long LOW can wait.
-            waiting = [len(queue) for queue in self._queues]
+            waiting: Sequence[object] = self._queues
             if self._pauses.any:  # fairness among what is not paused
                 waiting = self._pauses.mask(waiting)
             priority = self._picker.choose(waiting)

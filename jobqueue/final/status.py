@@ -68,9 +68,9 @@ class StatusBook:
     def finish(self, job_id: str, status: Status) -> None:
         """A job ended for good (COMPLETED, FAILED or CANCELLED): move it to the history."""
         self._live.pop(job_id, None)
+        # New at the end: a live id is never in the history (``accepted`` took it out).
         self._finished[job_id] = status
-        self._finished.move_to_end(job_id)
-        while len(self._finished) > self._history:
+        if len(self._finished) > self._history:  # one in, so at most one out
             self._finished.popitem(last=False)
 
     def drop(self, job_id: str) -> None:
