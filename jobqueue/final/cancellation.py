@@ -90,6 +90,8 @@ def cancel(jq: JobQueue, job_id: str, future: Future[object] | None) -> bool:
 
     Works on the queue's state under its mutex, as the queue's worker loop does.
     """
+    if not isinstance(job_id, str):
+        raise TypeError(f"job_id must be a str, got {type(job_id).__name__}")
     with jq._mutex:
         status = jq._statuses.get(job_id)
         if jq._closed or status not in CANCELLABLE:

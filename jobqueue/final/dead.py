@@ -18,13 +18,22 @@ guards ``status.py``.  Nothing here knows about the log: a second store
 
 from __future__ import annotations
 
+import logging
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
+from jobqueue.final.logfields import job_fields
+from jobqueue.final.speed import Entry
 from jobqueue.final.storage import StoredJob
-from jobqueue.vocabulary import Job, Status
+from jobqueue.vocabulary import DuplicateJobError, Job, Status, check_timeout
 
-__all__ = ["ERROR_LIMIT", "DeadJob", "DeadLetters", "error_text"]
+if TYPE_CHECKING:
+    from jobqueue.final.queue import JobQueue
+
+__all__ = ["ERROR_LIMIT", "DeadJob", "DeadLetters", "error_text", "requeue"]
+
+logger = logging.getLogger(__name__)
 
 #: The longest error text kept for a dead job, in characters: a repr of a
 #: huge exception (a response body, say) must not bloat the log or the list.
@@ -95,3 +104,21 @@ class DeadLetters:
                 break
             found.append(dead)
         return found
+
+
+def requeue(jq: JobQueue, job_id: str, timeout: float | None) -> bool:
+    """``jq.requeue(job_id)``: the dead job again, QUEUED, its attempts reset."""
+    if not isinstance(job_id, str):
+        raise TypeError(f"job_id must be a str, got {type(job_id).__name__}")
+    check_timeout(timeout)
+    with jq._mutex:
+        dead = jq._dead.get(job_id)
+    if dead is None:
+        return False
+    job = replace(dead.job, attempts=0)
+    try:
+        jq._accept(Entry(job, jq._handlers.for_job(job)), timeout, requeue=True)
+    except DuplicateJobError:  # requeued by another caller meanwhile
+        return False
+    logger.info("job %r requeued", job_id, extra=job_fields(job, 1))
+    return True

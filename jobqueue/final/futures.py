@@ -24,15 +24,23 @@ no future: a job without one costs one ``is None`` test at its end.
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, InvalidStateError
+from typing import TYPE_CHECKING
 
 from jobqueue.final.speed import Entry
-from jobqueue.vocabulary import QueueClosed
+from jobqueue.vocabulary import Job, QueueClosed
 
-__all__ = ["JobFuture", "abandoned", "cancelled", "of", "resolve"]
+if TYPE_CHECKING:
+    from jobqueue.final.queue import JobQueue
+
+__all__ = ["JobFuture", "abandoned", "cancelled", "of", "resolve", "settle", "submit"]
+
+#: How a future cancels its job: ``cancellation.cancel(queue, job_id, future)``.
+Canceller = Callable[["JobQueue", str, "Future[object] | None"], bool]
 
 
 class JobFuture(Future[object]):
@@ -92,3 +100,30 @@ def of(
     """(job id, future) of every waiting job that has one: what ``close()`` leaves."""
     waiting = itertools.chain(*queues, (item[2] for item in heap))
     return [(entry.job.id, entry.future) for entry in waiting if entry.future is not None]
+
+
+def submit(jq: JobQueue, job: Job, timeout: float | None, cancel: Canceller) -> JobFuture:
+    """``jq.submit(job)``: ``enqueue(job)``, with a future that follows it."""
+    if not isinstance(job, Job):
+        raise TypeError(f"job must be a Job, got {type(job).__name__}")
+    future = JobFuture(job.id, functools.partial(cancel, jq))
+    job, handler = jq._handlers.resolve(job, None)
+    jq._accept(Entry(job, handler, future=future), timeout)
+    return future
+
+
+def settle(
+    future: Future[object],
+    job_id: str,
+    error: BaseException | None,
+    result: object,
+    *,
+    dropped_retry: bool,
+    durable: bool,
+) -> None:
+    """The job's last run in this queue ended; its status is final.  ``dropped_retry``:
+    it failed while ``close()`` ran, and its retry is left to the log (if ``durable``)."""
+    if dropped_retry:
+        abandoned(future, job_id, durable)
+    else:
+        resolve(future, error, result)

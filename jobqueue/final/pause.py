@@ -12,10 +12,14 @@ Not thread-safe on its own: the queue's mutex guards it.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from jobqueue.vocabulary import Priority
 
-__all__ = ["Pauses"]
+if TYPE_CHECKING:
+    from jobqueue.final.queue import JobQueue
+
+__all__ = ["Pauses", "pause"]
 
 
 class Pauses:
@@ -43,3 +47,11 @@ class Pauses:
 
     def frozen(self) -> frozenset[Priority]:
         return frozenset(p for p in Priority if self.paused[p])
+
+
+def pause(jq: JobQueue, priority: Priority | None, paused: bool) -> None:
+    """``jq.pause(priority)`` (``paused``) or ``jq.resume(priority)``."""
+    with jq._mutex:
+        jq._pauses.set(priority, paused)
+        if not paused:
+            jq._not_empty.notify_all()  # the workers sleep while only paused jobs wait

@@ -7,16 +7,18 @@ Adds, one fix per improved problem:
   ``fairness_tokens`` HIGH jobs (``fairness.py``).
 - Status by id, over the whole life of a job (``status.py``).
 - Persistence: with ``persist_path``, a log (``log/``, behind the ``Storage``
-  seam of ``storage.py``) that a restart runs again: queued jobs, jobs in
-  flight at a crash, retries with their attempts and remaining backoff.
-  Delivery is at least once (docs/durability.md).
+  seam of ``storage.py``; what the queue writes when: ``records.py``) that a
+  restart runs again (``recovery.py``): queued jobs, jobs in flight at a
+  crash, retries with their attempts and remaining backoff.  Delivery is at
+  least once (docs/durability.md).
 - Metrics per priority and worker utilization (``metrics.py``).
 
-For operators, each in its own module (``queue.py`` only calls into them):
-dead letters (``dead.py``), wait age (``waits.py``), pause and resume
-(``pause.py``), structured log fields (``logfields.py``); outside the queue,
-a Prometheus collector (``prometheus.py``) and graceful stop on a signal
-(``signals.py``).
+For users and operators, each in its own module (``queue.py`` only calls
+into them): futures (``futures.py``), cancel (``cancellation.py``), delayed
+jobs (``schedule.py``), dead letters (``dead.py``), wait age (``waits.py``),
+pause and resume (``pause.py``), structured log fields (``logfields.py``);
+outside the queue, a Prometheus collector (``prometheus.py``) and graceful
+stop on a signal (``signals.py``).
 
 Go would give each priority a channel and ``select`` over them.  Python has
 no ``select`` over queues: a worker blocked in ``high.get()`` cannot also wake
@@ -37,34 +39,30 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from types import TracebackType
 from typing import Self
 
 from jobqueue import vocabulary
-from jobqueue.final import cancellation, futures, schedule
+from jobqueue.final import cancellation, dead, futures, pause, records, recovery, schedule
 from jobqueue.final.config import FSYNC_POLICIES, Config, final_config
 from jobqueue.final.context import enter_worker
-from jobqueue.final.dead import DeadJob, DeadLetters, error_text
+from jobqueue.final.dead import DeadJob, DeadLetters
 from jobqueue.final.fairness import FairPicker
 from jobqueue.final.handlers import Handlers
 from jobqueue.final.logfields import job_fields, log_failed_run
 from jobqueue.final.metrics import Counters, Metrics, PriorityMetrics
-from jobqueue.final.pause import Pauses
-from jobqueue.final.recovery import replay
 from jobqueue.final.speed import Condition as _Condition
 from jobqueue.final.speed import Entry as _Entry
 from jobqueue.final.status import StatusBook
 from jobqueue.final.storage import MemoryStorage, Storage
-from jobqueue.final.waits import WaitTimes, queued_since
+from jobqueue.final.waits import WaitTimes
 from jobqueue.vocabulary import *  # noqa: F403  (re-exported: see __all__)
 from jobqueue.vocabulary import (
-    DuplicateJobError,
     Handler,
     Job,
     PermanentFailure,
-    PersistenceError,
     Priority,
     QueueClosed,
     QueueFull,
@@ -104,7 +102,7 @@ class JobQueue:
         # Fix: one bounded deque per priority, indexed by Priority (HIGH = 0).
         self._queues: tuple[deque[_Entry], ...] = tuple(deque() for _ in Priority)
         self._reserved = [0] * len(Priority)  # slots held by enqueues writing to storage
-        # Jobs waiting out a backoff: a heap of (due, tie-breaker, entry).
+        # Jobs waiting out a backoff, or for their run_at: a heap of (due, tie-breaker, entry).
         self._retries: list[tuple[float, int, _Entry]] = []
         self._retrying = [0] * len(Priority)
         self._tie = itertools.count()  # keeps heap order FIFO for equal due times
@@ -112,7 +110,7 @@ class JobQueue:
         self._statuses = StatusBook(config.status_history)  # Fix: status by id
         self._handlers = Handlers(config)
         self._dead = DeadLetters(config.status_history)  # operators: dead()/requeue()
-        self._pauses = Pauses()  # operators: pause()/resume()
+        self._pauses = pause.Pauses()  # operators: pause()/resume()
         self._waits = WaitTimes()  # operators: wait percentiles in metrics()
         self._mutex = threading.Lock()
         # Waiters: workers.  Notified by enqueue(), by a failed job's retry
@@ -120,28 +118,22 @@ class JobQueue:
         self._not_empty = _Condition(self._mutex)
         # Waiters: producers blocked on a full queue, one Condition per priority
         # so freeing a LOW slot does not wake HIGH producers.  Notified by a
-        # worker taking a job of that priority, by an enqueue giving back its
-        # reserved slot, and by close().
+        # worker taking a job of that priority, and by close().
         self._not_full = tuple(_Condition(self._mutex) for _ in Priority)
         # Waiters: enqueue_many() batches waiting for room for all their jobs.
-        # Notified (all) by a worker taking a job, by an enqueue giving back
-        # its reserved slots, and by close().  Not one of not_full: a batch
-        # woken without room enough would swallow a notify a lone producer needed.
-        self._room = _Condition(self._mutex)
+        # Notified (all) by a worker taking a job while one waits, and by close().
+        self._room = threading.Condition(self._mutex)
+        self._batches_waiting = 0
         # Waiters: join().  Notified when the last unfinished job ends.
         self._all_done = threading.Condition(self._mutex)
-        self._unfinished = 0  # accepted (or being accepted), neither finished nor dropped
+        self._unfinished = 0  # accepted (or being written), neither finished nor dropped
         self._counters = Counters(time.monotonic())
         self._closed = False
         self._log_closer: threading.Thread | None = None  # see close()
         self._in_handler = threading.local()  # .job: the job a worker thread is running
-        self._storage: Storage = _open_storage(config)
+        self._storage: Storage = _open_storage(config)  # Fix: persistence
         self._durable = config.persist_path is not None
-        try:
-            self._recover()
-        except BaseException:
-            self._storage.close()
-            raise
+        recovery.restore(self)  # before any worker starts
         self._workers = [
             threading.Thread(target=_worker, args=(self,), name=f"jobqueue-final-{i}")
             for i in range(config.num_workers)
@@ -169,7 +161,7 @@ class JobQueue:
         ``PersistenceError`` if the log cannot record it.  When it returns,
         the job is accepted: with ``persist_path``, it is in the log.
         """
-        self._enqueue(job, None, timeout, None)
+        self.enqueue_with_handler(job, None, timeout)
 
     def enqueue_with_handler(
         self, job: Job, handler: Handler | None, timeout: float | None = None
@@ -179,52 +171,21 @@ class JobQueue:
         With ``persist_path``, ``handler`` must be ``Config.handler`` or one
         of ``Config.handlers``: after a restart the job finds it by name.
         """
-        self._enqueue(job, handler, timeout, None)
+        self._accept(_Entry(*self._handlers.resolve(job, handler)), timeout)
 
-    def submit(self, job: Job, timeout: float | None = None) -> futures.JobFuture:
-        """``enqueue(job)``, and a Future of its outcome, local to this process (``futures.py``)."""
-        if not isinstance(job, Job):
-            raise TypeError(f"job must be a Job, got {type(job).__name__}")
-        future = futures.JobFuture(job.id, self._cancel)
-        self._enqueue(job, None, timeout, future)
-        return future
-
-    def cancel(self, job_id: str) -> bool:
-        """True if a queued, scheduled or retrying job will now never run, even after a
-        restart; False if it is running, finished or unknown (``cancellation.py``)."""
-        if not isinstance(job_id, str):
-            raise TypeError(f"job_id must be a str, got {type(job_id).__name__}")
-        return self._cancel(job_id, None)
-
-    def _cancel(self, job_id: str, future: futures.JobFuture | None) -> bool:
-        return cancellation.cancel(self, job_id, future)  # future.cancel() passes its own
-
-    def _enqueue(
-        self,
-        job: Job,
-        handler: Handler | None,
-        timeout: float | None,
-        future: futures.JobFuture | None,
-    ) -> None:
-        job, handler = self._handlers.resolve(job, handler)
-        entry = _Entry(job, handler) if future is None else _Entry(job, handler, future=future)
-        check_timeout(timeout)
-        self._accept(entry, timeout, self._storage.enqueued)
-
-    def _accept(self, entry: _Entry, timeout: float | None, record: Callable[[Job], None]) -> None:
-        """The body of ``enqueue`` (``record``: ``Storage.enqueued``) and of
-        ``requeue`` (``Storage.requeued``)."""
+    def _accept(self, entry: _Entry, timeout: float | None, requeue: bool = False) -> None:
+        """The body of ``enqueue``, ``submit`` and ``requeue``."""
         job = entry.job
+        check_timeout(timeout)
         waiting = self._queues[job.priority]
         not_full = self._not_full[job.priority]
-        reserved = self._reserved
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._mutex:
             # Fix: backpressure.  Wait for room, on a deadline, re-checking the
             # predicate after every wake-up: another producer may have won the slot.
             while (
                 not self._closed
-                and len(waiting) + reserved[job.priority] >= self._config.queue_size
+                and len(waiting) + self._reserved[job.priority] >= self._config.queue_size
             ):
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
@@ -235,129 +196,82 @@ class JobQueue:
                 not_full.wait(wait_seconds(remaining))
             if self._closed:
                 raise QueueClosed(f"cannot enqueue job {job.id!r}: the queue is closed")
-            self._statuses.take(job.id)  # DuplicateJobError if still live
+            self._statuses.take(job.id)  # Fix: status by id.  DuplicateJobError if live
             self._unfinished += 1
-            if not self._durable:  # nothing to write: accepted in this one critical section
+            if not self._durable:
                 self._admit(entry)
                 return
-            # Fix: persistence.  Reserve the slot, then write outside the mutex:
-            # the write gives up the GIL, and workers must not block on this
-            # mutex meanwhile; with fsync="always", producers share an fsync.
-            reserved[job.priority] += 1
-        try:
-            record(job)  # the acknowledgement
-        except BaseException as exc:
-            with self._mutex:
-                reserved[job.priority] -= 1
-                self._statuses.give_back(job.id)
-                not_full.notify()
-                self._room.notify_all()
-                self._finish()
-                closed = self._closed
-            if closed and isinstance(exc, PersistenceError):  # close() shut the log under us
-                raise QueueClosed(f"cannot enqueue job {job.id!r}: the queue is closed") from exc
-            raise
-        with self._mutex:
-            reserved[job.priority] -= 1
-            if self._closed:
-                # close() ran while the log was written: the job is in the log
-                # (it runs after a restart), but this queue starts nothing new.
-                not_full.notify()
-                self._room.notify_all()
-                self._finish()
-                return
-            self._admit(entry)
+            self._reserved[job.priority] += 1  # Fix: persistence (records.py)
+        record = self._storage.requeued if requeue else self._storage.enqueued
+        records.write_ahead(self, [entry], _share(job), lambda: record(job))
 
     def _admit(self, entry: _Entry) -> None:
-        """Queue an accepted job (or schedule it, if its ``run_at`` is ahead).  Caller
-        holds the mutex."""
-        job = entry.job
-        self._statuses.accepted(job.id)
-        self._dead.discard(job.id)  # a dead id enqueued again is live, not dead
+        """Queue an accepted job, or schedule it (``schedule.py``).  Caller holds the mutex."""
+        self._statuses.accepted(entry.job.id)
+        self._dead.discard(entry.job.id)  # a dead id enqueued again is live, not dead
         entry.queued = time.monotonic()
-        if job.run_at is not None and self._schedule(entry):  # delayed: schedule.py
-            return
-        self._queues[job.priority].append(entry)
-        self._not_empty.notify()
+        if entry.job.run_at is None or not schedule.schedule(self, entry):
+            self._queues[entry.job.priority].append(entry)
+            self._not_empty.notify()
 
     def enqueue_many(self, jobs: Iterable[Job], timeout: float | None = None) -> None:
         """Add every job of ``jobs``, each run by the handler it names: all or none.
 
-        As ``enqueue``, and: waits for room for the whole batch; raises
-        ``ValueError`` if one priority's share exceeds ``queue_size``,
-        ``DuplicateJobError`` if an id is in the batch twice or still live.
-        If it raises, no job of the batch was accepted.  With
-        ``persist_path``, the batch costs one write (one fsync under "always").
+        Waits for room for the whole batch; raises ``ValueError`` if one
+        priority's share exceeds ``queue_size``, ``DuplicateJobError`` if an
+        id is in the batch twice or still live, and as ``enqueue`` otherwise.
+        With ``persist_path``, the batch costs one write (one fsync under "always").
         """
-        resolved = [self._handlers.resolve(job, None) for job in jobs]
-        batch = [job for job, _ in resolved]
+        entries = [_Entry(*self._handlers.resolve(job, None)) for job in jobs]
         check_timeout(timeout)
-        shares = batch_shares(batch, self._config.queue_size, unique_ids=True)
-        if not batch:
-            return
-        reserved, queues, size = self._reserved, self._queues, self._config.queue_size
+        shares = batch_shares([e.job for e in entries], self._config.queue_size, unique_ids=True)
+        queues, size = self._queues, self._config.queue_size
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._mutex:
-            # Room for all of it at once: taking slots as they free would let
-            # two half-placed batches wait for each other for ever.
+            # Room for all of it at once, or two half-placed batches could wait for each other.
             while not self._closed and any(
-                n and len(queues[p]) + reserved[p] + n > size for p, n in enumerate(shares)
+                n and len(queues[p]) + self._reserved[p] + n > size for p, n in enumerate(shares)
             ):
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     raise QueueFull(
-                        f"cannot enqueue a batch of {len(batch)} jobs: no room for all of it "
+                        f"cannot enqueue a batch of {len(entries)} jobs: no room for all of it "
                         f"(queue_size={size} per priority) after {timeout}s"
                     )
-                self._room.wait(wait_seconds(remaining))
+                self._batches_waiting += 1
+                try:
+                    self._room.wait(wait_seconds(remaining))
+                finally:
+                    self._batches_waiting -= 1
             if self._closed:
-                raise QueueClosed(f"cannot enqueue {len(batch)} jobs: the queue is closed")
-            taken: list[str] = []
-            try:
-                for job in batch:
-                    self._statuses.take(job.id)  # DuplicateJobError if still live
-                    taken.append(job.id)
-            except DuplicateJobError:
-                for job_id in taken:
-                    self._statuses.give_back(job_id)
-                raise
-            self._unfinished += len(batch)
-            for p, n in enumerate(shares):
-                reserved[p] += n
-        try:
-            self._storage.enqueued_many(batch)  # the acknowledgement, for all of them
-        except BaseException as exc:
-            with self._mutex:
-                for job in batch:
-                    self._statuses.give_back(job.id)
-                self._give_back(shares, len(batch))
-                closed = self._closed
-            if closed and isinstance(exc, PersistenceError):
-                raise QueueClosed(f"cannot enqueue {len(batch)} jobs: the queue is closed") from exc
-            raise
-        with self._mutex:
-            if self._closed:  # as in enqueue_with_handler: in the log, not run here
-                self._give_back(shares, len(batch))
+                raise QueueClosed(f"cannot enqueue {len(entries)} jobs: the queue is closed")
+            self._statuses.take_all([entry.job.id for entry in entries])  # all or none
+            self._unfinished += len(entries)
+            if not self._durable:
+                for entry in entries:
+                    self._admit(entry)
                 return
             for p, n in enumerate(shares):
-                reserved[p] -= n
-            now = time.monotonic()
-            for job, handler in resolved:
-                self._statuses.accepted(job.id)
-                self._dead.discard(job.id)  # a dead id enqueued again is live, not dead
-                entry = _Entry(job, handler, queued=now)
-                if job.run_at is not None and self._schedule(entry):  # delayed: schedule.py
-                    continue
-                queues[job.priority].append(entry)
-            self._not_empty.notify(len(batch))
+                self._reserved[p] += n
+        batch = [entry.job for entry in entries]
+        records.write_ahead(self, entries, shares, lambda: self._storage.enqueued_many(batch))
 
     def _give_back(self, shares: list[int], count: int) -> None:
-        """An enqueue_many that took slots accepts nothing after all.  Caller holds the mutex."""
+        """Enqueues that reserved slots accept nothing after all.  Caller holds the mutex."""
         for p, n in enumerate(shares):
             self._reserved[p] -= n
             self._not_full[p].notify(n)
         self._room.notify_all()
         self._finish(count)
+
+    def submit(self, job: Job, timeout: float | None = None) -> futures.JobFuture:
+        """``enqueue(job)``, and a Future of its outcome, local to this process (``futures.py``)."""
+        return futures.submit(self, job, timeout, cancellation.cancel)
+
+    def cancel(self, job_id: str) -> bool:
+        """True if a queued, scheduled or retrying job will now never run, even after a
+        restart; False if it is running, finished or unknown (``cancellation.py``)."""
+        return cancellation.cancel(self, job_id, None)
 
     def status(self, job_id: str) -> Status | None:
         """Fix: status by id.  None for an id this queue never saw (or forgot)."""
@@ -385,31 +299,15 @@ class JobQueue:
     def requeue(self, job_id: str, timeout: float | None = None) -> bool:
         """Queue a dead job again, QUEUED with its attempts reset; False if ``job_id``
         is not a dead job (or is live again).  Blocks for room like ``enqueue``."""
-        if not isinstance(job_id, str):
-            raise TypeError(f"job_id must be a str, got {type(job_id).__name__}")
-        check_timeout(timeout)
-        with self._mutex:
-            dead = self._dead.get(job_id)
-        if dead is None:
-            return False
-        job = replace(dead.job, attempts=0)
-        try:
-            self._accept(_Entry(job, self._handlers.for_job(job)), timeout, self._storage.requeued)
-        except DuplicateJobError:  # requeued by another caller meanwhile
-            return False
-        logger.info("job %r requeued", job_id, extra=job_fields(job, 1))
-        return True
+        return dead.requeue(self, job_id, timeout)
 
     def pause(self, priority: Priority | None = None) -> None:
         """Start no new job of ``priority`` (of any, if None); enqueues go on (``pause.py``)."""
-        with self._mutex:
-            self._pauses.set(priority, True)
+        pause.pause(self, priority, True)
 
     def resume(self, priority: Priority | None = None) -> None:
         """Undo ``pause``: ``priority``'s jobs (every one's, if None) start again."""
-        with self._mutex:
-            self._pauses.set(priority, False)
-            self._not_empty.notify_all()
+        pause.pause(self, priority, False)
 
     def join(self, timeout: float | None = None) -> bool:
         """Wait until every accepted job has finished; False if ``timeout`` expired first.
@@ -438,6 +336,7 @@ class JobQueue:
         warning (call ``join()`` first to drain them).  Idempotent.
         """
         me = threading.current_thread()
+        orphans = []
         with self._mutex:
             if not self._closed:
                 self._closed = True
@@ -448,22 +347,20 @@ class JobQueue:
                 self._retries.clear()
                 self._retrying = [0] * len(Priority)
                 if dropped:
-                    if self._config.persist_path is None:
+                    if not self._durable:
                         logger.warning("close() dropped %d queued jobs; call join() first", dropped)
                     self._finish(dropped)
                 self._not_empty.notify_all()
                 for not_full in self._not_full:
                     not_full.notify_all()  # blocked producers raise QueueClosed
                 self._room.notify_all()
-            else:
-                orphans = []
             if me in self._workers:
                 # A handler closes its own queue: closing the log now would lose
                 # its job's outcome, and the job would run again after a clean
                 # restart.  Its worker closes the log once that is written.
                 self._log_closer = me
         for job_id, future in orphans:
-            futures.abandoned(future, job_id, self._config.persist_path is not None)
+            futures.abandoned(future, job_id, self._durable)
         deadline = time.monotonic() + self._config.shutdown_timeout
         for worker in self._workers:
             if worker is not me:  # close() from a handler
@@ -477,33 +374,6 @@ class JobQueue:
             )
         if self._log_closer is None:
             self._storage.close()
-
-    # -- set-up -------------------------------------------------------------------
-
-    def _recover(self) -> None:
-        """Fix: persistence.  Put back what the log holds, before any worker starts."""
-        replayed = replay(
-            self._storage.recover(),
-            self._handlers,
-            self._statuses,
-            self._dead,
-            retry_max_delay=self._config.retry_max_delay,
-            source=self._config.persist_path,
-        )
-        now = time.monotonic()
-        for entry in replayed.queued:
-            entry.queued = queued_since(entry.job, now)  # its wait began before the restart
-            self._queues[entry.job.priority].append(entry)  # past the bound: already accepted
-        for left, entry in replayed.retries:
-            heapq.heappush(self._retries, (now + left, next(self._tie), entry))
-            self._retrying[entry.job.priority] += 1
-        for left, entry in replayed.scheduled:  # delayed jobs share the heap: schedule.py
-            heapq.heappush(self._retries, (now + left, next(self._tie), entry))
-        self._unfinished = len(replayed.queued) + len(replayed.retries) + len(replayed.scheduled)
-        if self._unfinished:
-            logger.info(
-                "recovered %d unfinished jobs from %s", self._unfinished, self._config.persist_path
-            )
 
     # -- used by the workers ----------------------------------------------------
 
@@ -522,10 +392,7 @@ class JobQueue:
             now = time.monotonic()
             while self._retries and self._retries[0][0] <= now:
                 _, _, due = heapq.heappop(self._retries)
-                if self._statuses.get(due.job.id) is Status.RETRYING:  # not SCHEDULED
-                    self._retrying[due.job.priority] -= 1
-                self._statuses.set(due.job.id, Status.QUEUED)
-                due.queued = now  # its wait for a worker starts when it is due
+                schedule.due(self, due, now)
                 # Past the bound on purpose: this job was accepted already.
                 self._queues[due.job.priority].append(due)
             # Fix: fair priority.  The picker bounds how long LOW can wait.
@@ -540,7 +407,7 @@ class JobQueue:
                 self._statuses.set(entry.job.id, Status.PROCESSING)
                 self._counters.run_started(priority, now)
                 self._not_full[priority].notify()
-                if self._room.waiting:  # a batch waits for more room than one slot
+                if self._batches_waiting:
                     self._room.notify_all()
                 return entry
             # Nothing ready: sleep until a notify, or until the next retry is due.
@@ -552,11 +419,8 @@ class JobQueue:
     ) -> _Entry | None:
         """Record the outcome of one run: success, a retry, or failure for good.
 
-        Storage first, memory second: the job's id stays live until its last
-        record is written, so a re-enqueue of the same id cannot be logged
-        before this job's end (which would hide it on replay).  Returns the
-        worker's next job, as ``_next_job`` would: shortcut 3 of ``speed.py``.
-        ``result`` is the handler's return value, for a ``submit()``'s future.
+        Returns the worker's next job, as ``_next_job`` would: shortcut 3 of
+        ``speed.py``.  ``result`` is the handler's return value, for ``submit()``.
         """
         job = entry.job
         attempts = job.attempts + 1  # runs used, this one included
@@ -566,24 +430,8 @@ class JobQueue:
             and not isinstance(error, PermanentFailure)  # the handler said: never again
         )
         delay = self._config.backoff(attempts) if retry else 0.0
-        dead = None
-        try:
-            if error is None:
-                self._storage.completed(job.id)
-            elif retry:
-                self._storage.retrying(job.id, attempts, time.time() + delay, repr(error))
-            else:
-                dead = DeadJob(
-                    replace(job, attempts=attempts), attempts, error_text(error), time.time()
-                )
-                self._storage.failed(dead.job, attempts, dead.error, dead.failed_at)
-        except PersistenceError as exc:  # it runs again after a restart: at least once
-            logger.warning(
-                "job %r: could not record its outcome: %s",
-                job.id,
-                exc,
-                extra=job_fields(job, attempts),
-            )
+        # Fix: persistence.  The log first, memory second (records.py).
+        dead = records.record_outcome(self._storage, job, attempts, error, delay if retry else None)
         now = time.monotonic()
         if error is not None:
             retry_in = delay if retry else None  # None: failed for good
@@ -612,34 +460,23 @@ class JobQueue:
                     self._dead.add(dead)
             self._finish()
             if entry.future is None:
-                return self._take()  # may wait: log nothing after it
-        # submit()'s future (futures.py): the status is final now.  Resolved
-        # outside the mutex, because its callbacks may call this queue.
-        if retry:
-            futures.abandoned(entry.future, job.id, self._config.persist_path is not None)
-        else:
-            futures.resolve(entry.future, error, result)
+                return self._take()
+        # Unlocked: a future's callbacks may call this queue.
+        futures.settle(
+            entry.future, job.id, error, result, dropped_retry=retry, durable=self._durable
+        )
         return self._next_job()
-
-    def _schedule(self, entry: _Entry) -> bool:
-        """Put a job with a ``run_at`` still ahead in the timer heap; False if it is due.
-
-        Caller holds the mutex (``schedule.py``).
-        """
-        left = schedule.seconds_left(entry.job.run_at)
-        if left <= 0:
-            return False
-        heapq.heappush(self._retries, (time.monotonic() + left, next(self._tie), entry))
-        self._statuses.set(entry.job.id, Status.SCHEDULED)
-        self._not_full[entry.job.priority].notify()  # it holds no slot while it waits
-        self._not_empty.notify()  # a sleeping worker may need a shorter timeout
-        return True
 
     def _finish(self, count: int = 1) -> None:
         """Mark ``count`` jobs finished.  Caller holds the mutex."""
         self._unfinished -= count
         if self._unfinished == 0:
             self._all_done.notify_all()
+
+
+def _share(job: Job) -> list[int]:
+    """The slots one job holds, per priority."""
+    return [int(p == job.priority) for p in Priority]
 
 
 def _open_storage(config: Config) -> Storage:
@@ -656,15 +493,7 @@ def _worker(jq: JobQueue) -> None:
     entry = jq._next_job()
     while entry is not None:
         job = jq._in_handler.job = slot.job = entry.job
-        try:
-            jq._storage.started(job.id, job.attempts + 1)
-        except PersistenceError as exc:  # a lost start record only means a re-run after a crash
-            logger.warning(
-                "job %r: could not record its start: %s",
-                job.id,
-                exc,
-                extra=job_fields(job, job.attempts + 1),
-            )
+        records.record_start(jq._storage, job)
         try:
             result = entry.handler(job.payload)
         except BaseException as exc:

@@ -20,8 +20,11 @@ the log: a job is never dropped because of a configuration mistake.
 
 from __future__ import annotations
 
+import heapq
+import logging
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from jobqueue.final import schedule
 from jobqueue.final.dead import DeadLetters
@@ -29,9 +32,15 @@ from jobqueue.final.handlers import Handlers
 from jobqueue.final.speed import Entry
 from jobqueue.final.status import StatusBook
 from jobqueue.final.storage import StoredJob
+from jobqueue.final.waits import queued_since
 from jobqueue.vocabulary import PersistenceError, Status
 
-__all__ = ["Replayed", "replay"]
+if TYPE_CHECKING:
+    from jobqueue.final.queue import JobQueue
+
+__all__ = ["Replayed", "replay", "restore"]
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
@@ -89,3 +98,35 @@ def replay(
             f"so the queue will not start (they stay in the log): {unrunnable[0]}"
         )
     return replayed
+
+
+def restore(jq: JobQueue) -> None:
+    """Put back what ``jq``'s storage holds, before any worker starts.
+
+    If that fails (``PersistenceError``: a job cannot run here), the storage
+    is closed and the error raised: the queue does not open.
+    """
+    try:
+        replayed = replay(
+            jq._storage.recover(),
+            jq._handlers,
+            jq._statuses,
+            jq._dead,
+            retry_max_delay=jq._config.retry_max_delay,
+            source=jq._config.persist_path,
+        )
+    except BaseException:
+        jq._storage.close()
+        raise
+    now = time.monotonic()
+    for entry in replayed.queued:
+        entry.queued = queued_since(entry.job, now)  # its wait began before the restart
+        jq._queues[entry.job.priority].append(entry)  # past the bound: already accepted
+    for left, entry in replayed.retries:
+        heapq.heappush(jq._retries, (now + left, next(jq._tie), entry))
+        jq._retrying[entry.job.priority] += 1
+    for left, entry in replayed.scheduled:  # delayed jobs share the heap: schedule.py
+        heapq.heappush(jq._retries, (now + left, next(jq._tie), entry))
+    jq._unfinished = len(replayed.queued) + len(replayed.retries) + len(replayed.scheduled)
+    if jq._unfinished:
+        logger.info("recovered %d unfinished jobs from %s", jq._unfinished, jq._config.persist_path)

@@ -16,9 +16,17 @@ ran once and waits to retry is RETRYING: its ``run_at`` is behind it.
 
 from __future__ import annotations
 
+import heapq
 import time
+from typing import TYPE_CHECKING
 
-__all__ = ["seconds_left"]
+from jobqueue.final.speed import Entry
+from jobqueue.vocabulary import Status
+
+if TYPE_CHECKING:
+    from jobqueue.final.queue import JobQueue
+
+__all__ = ["due", "schedule", "seconds_left"]
 
 
 def seconds_left(run_at: float | None, now: float | None = None) -> float:
@@ -29,3 +37,27 @@ def seconds_left(run_at: float | None, now: float | None = None) -> float:
     if run_at is None:
         return 0.0
     return max(0.0, run_at - (time.time() if now is None else now))
+
+
+def schedule(jq: JobQueue, entry: Entry) -> bool:
+    """Put a job whose ``run_at`` is still ahead in ``jq``'s timer heap; False if it is due.
+
+    Caller holds the mutex.
+    """
+    left = seconds_left(entry.job.run_at)
+    if left <= 0:
+        return False
+    heapq.heappush(jq._retries, (time.monotonic() + left, next(jq._tie), entry))
+    jq._statuses.set(entry.job.id, Status.SCHEDULED)
+    jq._not_full[entry.job.priority].notify()  # it holds no slot while it waits
+    jq._not_empty.notify()  # a sleeping worker may need a shorter timeout
+    return True
+
+
+def due(jq: JobQueue, entry: Entry, now: float) -> None:
+    """A job left the timer heap, due: a retry, or a delayed job.  Its caller queues
+    it.  Caller holds the mutex."""
+    if jq._statuses.get(entry.job.id) is Status.RETRYING:  # not SCHEDULED
+        jq._retrying[entry.job.priority] -= 1
+    jq._statuses.set(entry.job.id, Status.QUEUED)
+    entry.queued = now  # its wait for a worker starts when it is due

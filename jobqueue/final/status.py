@@ -52,6 +52,18 @@ class StatusBook:
             raise DuplicateJobError(f"cannot enqueue job {job_id!r}: it is still {status.value}")
         self._live[job_id] = Status.QUEUED
 
+    def take_all(self, job_ids: list[str]) -> None:
+        """``take`` every id of ``job_ids``, all or none: ``DuplicateJobError`` takes none."""
+        taken: list[str] = []
+        try:
+            for job_id in job_ids:
+                self.take(job_id)
+                taken.append(job_id)
+        except DuplicateJobError:
+            for job_id in taken:
+                self.give_back(job_id)
+            raise
+
     def give_back(self, job_id: str) -> None:
         """The enqueue that took ``job_id`` failed: the id is free again."""
         del self._live[job_id]
