@@ -430,11 +430,12 @@ class JobQueue:
             and not isinstance(error, PermanentFailure)  # the handler said: never again
         )
         delay = self._config.backoff(attempts) if retry else 0.0
-        # Fix: persistence.  The log first, memory second (records.py).
-        dead = records.record_outcome(self._storage, job, attempts, error, delay if retry else None)
+        retry_in = delay if retry else None  # None: failed for good
+        dead = None  # Fix: persistence.  The log first, memory second (records.py).
+        if self._durable or error is not None:
+            dead = records.record_outcome(self._storage, job, attempts, error, retry_in)
         now = time.monotonic()
         if error is not None:
-            retry_in = delay if retry else None  # None: failed for good
             log_failed_run(
                 logger, job, attempts, error, delay=retry_in, duration=now - entry.started
             )
@@ -493,7 +494,8 @@ def _worker(jq: JobQueue) -> None:
     entry = jq._next_job()
     while entry is not None:
         job = jq._in_handler.job = slot.job = entry.job
-        records.record_start(jq._storage, job)
+        if jq._durable:  # in memory, there is nothing to write
+            records.record_start(jq._storage, job)
         try:
             result = entry.handler(job.payload)
         except BaseException as exc:
