@@ -56,7 +56,7 @@ from jobqueue.final.metrics import Counters, Metrics, PriorityMetrics
 from jobqueue.final.speed import Condition as _Condition
 from jobqueue.final.speed import Entry as _Entry
 from jobqueue.final.status import StatusBook
-from jobqueue.final.storage import MemoryStorage, Storage
+from jobqueue.final.storage import Storage, open_storage
 from jobqueue.final.waits import WaitTimes
 from jobqueue.vocabulary import *  # noqa: F403  (re-exported: see __all__)
 from jobqueue.vocabulary import (
@@ -131,7 +131,7 @@ class JobQueue:
         self._closed = False
         self._log_closer: threading.Thread | None = None  # see close()
         self._in_handler = threading.local()  # .job: the job a worker thread is running
-        self._storage: Storage = _open_storage(config)  # Fix: persistence
+        self._storage: Storage = open_storage(config)  # Fix: persistence
         self._durable = config.persist_path is not None
         recovery.restore(self)  # before any worker starts
         self._workers = [
@@ -203,7 +203,7 @@ class JobQueue:
                 return
             self._reserved[job.priority] += 1  # Fix: persistence (records.py)
         record = self._storage.requeued if requeue else self._storage.enqueued
-        records.write_ahead(self, [entry], _share(job), lambda: record(job))
+        records.write_ahead(self, [entry], records.one(job), lambda: record(job))
 
     def _admit(self, entry: _Entry) -> None:
         """Queue an accepted job, or schedule it (``schedule.py``).  Caller holds the mutex."""
@@ -255,14 +255,6 @@ class JobQueue:
                 self._reserved[p] += n
         batch = [entry.job for entry in entries]
         records.write_ahead(self, entries, shares, lambda: self._storage.enqueued_many(batch))
-
-    def _give_back(self, shares: list[int], count: int) -> None:
-        """Enqueues that reserved slots accept nothing after all.  Caller holds the mutex."""
-        for p, n in enumerate(shares):
-            self._reserved[p] -= n
-            self._not_full[p].notify(n)
-        self._room.notify_all()
-        self._finish(count)
 
     def submit(self, job: Job, timeout: float | None = None) -> futures.JobFuture:
         """``enqueue(job)``, and a Future of its outcome, local to this process (``futures.py``)."""
@@ -473,19 +465,6 @@ class JobQueue:
         self._unfinished -= count
         if self._unfinished == 0:
             self._all_done.notify_all()
-
-
-def _share(job: Job) -> list[int]:
-    """The slots one job holds, per priority."""
-    return [int(p == job.priority) for p in Priority]
-
-
-def _open_storage(config: Config) -> Storage:
-    if config.persist_path is None:
-        return MemoryStorage()
-    from jobqueue.final.log import JobLog
-
-    return JobLog(config.persist_path, fsync=config.fsync, history=config.status_history)
 
 
 def _worker(jq: JobQueue) -> None:

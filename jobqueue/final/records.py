@@ -32,12 +32,12 @@ from jobqueue.final.dead import DeadJob, error_text
 from jobqueue.final.logfields import job_fields
 from jobqueue.final.speed import Entry
 from jobqueue.final.storage import Storage
-from jobqueue.vocabulary import Job, PersistenceError, QueueClosed
+from jobqueue.vocabulary import Job, PersistenceError, Priority, QueueClosed
 
 if TYPE_CHECKING:
     from jobqueue.final.queue import JobQueue
 
-__all__ = ["record_outcome", "record_start", "write_ahead"]
+__all__ = ["one", "record_outcome", "record_start", "write_ahead"]
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ def write_ahead(
         with jq._mutex:
             for entry in entries:
                 jq._statuses.give_back(entry.job.id)
-            jq._give_back(shares, len(entries))
+            _give_back(jq, shares, len(entries))
             closed = jq._closed
         if closed and isinstance(exc, PersistenceError):  # close() shut the log under us
             raise QueueClosed(f"cannot enqueue {_what(entries)}: the queue is closed") from exc
@@ -65,12 +65,26 @@ def write_ahead(
         if jq._closed:
             # close() ran while the log was written: the jobs are in the log
             # (they run after a restart), but this queue starts nothing new.
-            jq._give_back(shares, len(entries))
+            _give_back(jq, shares, len(entries))
             return
         for p, n in enumerate(shares):
             jq._reserved[p] -= n
         for entry in entries:
             jq._admit(entry)
+
+
+def one(job: Job) -> list[int]:
+    """The slots one job holds, by priority: ``write_ahead``'s ``shares`` for one job."""
+    return [int(p == job.priority) for p in Priority]
+
+
+def _give_back(jq: JobQueue, shares: list[int], count: int) -> None:
+    """Enqueues that reserved slots accept nothing after all.  Caller holds the mutex."""
+    for p, n in enumerate(shares):
+        jq._reserved[p] -= n
+        jq._not_full[p].notify(n)
+    jq._room.notify_all()
+    jq._finish(count)
 
 
 def record_start(storage: Storage, job: Job) -> None:

@@ -80,11 +80,14 @@ extension is not built here; nothing in the calls above assumes one process.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from jobqueue.vocabulary import Job, Status
 
-__all__ = ["MemoryStorage", "Storage", "StoredJob"]
+if TYPE_CHECKING:
+    from jobqueue.final.config import Config
+
+__all__ = ["MemoryStorage", "Storage", "StoredJob", "open_storage"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,3 +205,12 @@ class MemoryStorage:
 
     def close(self) -> None:
         pass
+
+
+def open_storage(config: Config) -> Storage:
+    """The storage ``config`` asks for: the log at ``persist_path``, else none."""
+    if config.persist_path is None:
+        return MemoryStorage()
+    from jobqueue.final.log import JobLog  # the log imports this module: not at the top
+
+    return JobLog(config.persist_path, fsync=config.fsync, history=config.status_history)
