@@ -59,24 +59,23 @@ def error_text(error: BaseException) -> str:
     return text[: ERROR_LIMIT - len(cut)] + cut
 
 
-class DeadLetters:
-    """The latest dead jobs by id, oldest first.  The caller holds the queue's mutex."""
+class DeadLetters(OrderedDict[str, DeadJob]):
+    """The latest dead jobs by id, oldest first.  The caller holds the queue's mutex.
 
-    __slots__ = ("_jobs", "_limit")
+    A mapping, so that the hot path's ``pop(job_id, None)`` (an id enqueued
+    again is no longer dead) is one C call, not a method of ours.
+    """
 
     def __init__(self, limit: int) -> None:
+        super().__init__()
         self._limit = limit  # status_history: the same bound as the status book
-        self._jobs: OrderedDict[str, DeadJob] = OrderedDict()
-
-    def __len__(self) -> int:
-        return len(self._jobs)
 
     def add(self, dead: DeadJob) -> None:
         """A job failed for good: remember it, forgetting the oldest past the limit."""
-        self._jobs[dead.job.id] = dead
-        self._jobs.move_to_end(dead.job.id)
-        while len(self._jobs) > self._limit:
-            self._jobs.popitem(last=False)
+        self[dead.job.id] = dead
+        self.move_to_end(dead.job.id)
+        while len(self) > self._limit:
+            self.popitem(last=False)
 
     def recovered(self, stored: StoredJob) -> None:
         """A FAILED job from ``Storage.recover()``; one without its payload (an old
@@ -85,13 +84,6 @@ class DeadLetters:
             error = stored.error or ""
             self.add(DeadJob(stored.job, stored.job.attempts, error, stored.failed_at))
 
-    def get(self, job_id: str) -> DeadJob | None:
-        return self._jobs.get(job_id)
-
-    def discard(self, job_id: str) -> None:
-        """The id is live again (requeued, or enqueued anew): it is no longer dead."""
-        self._jobs.pop(job_id, None)
-
     def newest(self, limit: int) -> list[DeadJob]:
         """Up to ``limit`` dead jobs, newest first."""
         if isinstance(limit, bool) or not isinstance(limit, int):
@@ -99,7 +91,7 @@ class DeadLetters:
         if limit < 0:
             raise ValueError(f"limit must be >= 0, got {limit}")
         found: list[DeadJob] = []
-        for dead in reversed(self._jobs.values()):
+        for dead in reversed(self.values()):
             if len(found) >= limit:
                 break
             found.append(dead)

@@ -161,7 +161,7 @@ class JobQueue:
         ``PersistenceError`` if the log cannot record it.  When it returns,
         the job is accepted: with ``persist_path``, it is in the log.
         """
-        self.enqueue_with_handler(job, None, timeout)
+        self._accept(_Entry(*self._handlers.resolve(job, None)), timeout)
 
     def enqueue_with_handler(
         self, job: Job, handler: Handler | None, timeout: float | None = None
@@ -203,12 +203,12 @@ class JobQueue:
                 return
             self._reserved[job.priority] += 1  # Fix: persistence (records.py)
         record = self._storage.requeued if requeue else self._storage.enqueued
-        records.write_ahead(self, [entry], records.one(job), lambda: record(job))
+        records.write_ahead(self, [entry], record, job)
 
     def _admit(self, entry: _Entry) -> None:
         """Queue an accepted job, or schedule it (``schedule.py``).  Caller holds the mutex."""
         self._statuses.accepted(entry.job.id)
-        self._dead.discard(entry.job.id)  # a dead id enqueued again is live, not dead
+        self._dead.pop(entry.job.id, None)  # a dead id enqueued again is live, not dead
         entry.queued = time.monotonic()
         if entry.job.run_at is None or not schedule.schedule(self, entry):
             self._queues[entry.job.priority].append(entry)
@@ -254,7 +254,7 @@ class JobQueue:
             for p, n in enumerate(shares):
                 self._reserved[p] += n
         batch = [entry.job for entry in entries]
-        records.write_ahead(self, entries, shares, lambda: self._storage.enqueued_many(batch))
+        records.write_ahead(self, entries, self._storage.enqueued_many, batch)
 
     def submit(self, job: Job, timeout: float | None = None) -> futures.JobFuture:
         """``enqueue(job)``, and a Future of its outcome, local to this process (``futures.py``)."""
@@ -473,7 +473,7 @@ def _worker(jq: JobQueue) -> None:
     entry = jq._next_job()
     while entry is not None:
         job = jq._in_handler.job = slot.job = entry.job
-        if jq._durable:  # in memory, there is nothing to write
+        if jq._storage.records_starts:  # neither the log nor memory records a start
             records.record_start(jq._storage, job)
         try:
             result = entry.handler(job.payload)

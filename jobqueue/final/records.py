@@ -26,37 +26,37 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from jobqueue.final.dead import DeadJob, error_text
 from jobqueue.final.logfields import job_fields
 from jobqueue.final.speed import Entry
 from jobqueue.final.storage import Storage
-from jobqueue.vocabulary import Job, PersistenceError, Priority, QueueClosed
+from jobqueue.vocabulary import Job, PersistenceError, QueueClosed
 
 if TYPE_CHECKING:
     from jobqueue.final.queue import JobQueue
 
-__all__ = ["one", "record_outcome", "record_start", "write_ahead"]
+__all__ = ["record_outcome", "record_start", "write_ahead"]
+
+T = TypeVar("T")
 
 logger = logging.getLogger(__name__)
 
 
-def write_ahead(
-    jq: JobQueue, entries: list[Entry], shares: list[int], record: Callable[[], object]
-) -> None:
-    """Write ``entries`` with ``record()``, then queue them; undo it all if the write fails.
+def write_ahead(jq: JobQueue, entries: list[Entry], record: Callable[[T], object], what: T) -> None:
+    """Write with ``record(what)``, then queue ``entries``; undo it all if the write fails.
 
-    The caller, under the mutex, took their ids and reserved ``shares[p]``
-    slots of each priority ``p``; this gives both back on failure.
+    The caller, under the mutex, took their ids and reserved a slot for each
+    (``JobQueue._reserved``); this gives both back on failure.
     """
     try:
-        record()  # the acknowledgement
+        record(what)  # the acknowledgement
     except BaseException as exc:
         with jq._mutex:
             for entry in entries:
                 jq._statuses.give_back(entry.job.id)
-            _give_back(jq, shares, len(entries))
+            _give_back(jq, entries)
             closed = jq._closed
         if closed and isinstance(exc, PersistenceError):  # close() shut the log under us
             raise QueueClosed(f"cannot enqueue {_what(entries)}: the queue is closed") from exc
@@ -65,26 +65,20 @@ def write_ahead(
         if jq._closed:
             # close() ran while the log was written: the jobs are in the log
             # (they run after a restart), but this queue starts nothing new.
-            _give_back(jq, shares, len(entries))
+            _give_back(jq, entries)
             return
-        for p, n in enumerate(shares):
-            jq._reserved[p] -= n
         for entry in entries:
+            jq._reserved[entry.job.priority] -= 1
             jq._admit(entry)
 
 
-def one(job: Job) -> list[int]:
-    """The slots one job holds, by priority: ``write_ahead``'s ``shares`` for one job."""
-    return [int(p == job.priority) for p in Priority]
-
-
-def _give_back(jq: JobQueue, shares: list[int], count: int) -> None:
+def _give_back(jq: JobQueue, entries: list[Entry]) -> None:
     """Enqueues that reserved slots accept nothing after all.  Caller holds the mutex."""
-    for p, n in enumerate(shares):
-        jq._reserved[p] -= n
-        jq._not_full[p].notify(n)
+    for entry in entries:
+        jq._reserved[entry.job.priority] -= 1
+        jq._not_full[entry.job.priority].notify()
     jq._room.notify_all()
-    jq._finish(count)
+    jq._finish(len(entries))
 
 
 def record_start(storage: Storage, job: Job) -> None:

@@ -110,6 +110,10 @@ class StoredJob:
 class Storage(Protocol):
     """Where a ``final.JobQueue`` keeps its jobs.  See the module docstring."""
 
+    #: False if ``started`` records nothing: the queue then skips the call,
+    #: one per run, on its hot path.
+    records_starts: bool = True
+
     def recover(self) -> list[StoredJob]:
         """Every job the storage knows, live ones in enqueue order, then finished ones
         (oldest first, at most the history it was given).
@@ -175,6 +179,8 @@ class Storage(Protocol):
 
 class MemoryStorage:
     """A storage that keeps nothing: a queue without ``persist_path``."""
+
+    records_starts = False
 
     def recover(self) -> list[StoredJob]:
         return []

@@ -149,25 +149,22 @@ def fields(record: Record) -> bytes:
     return completed_fields(record.id)
 
 
-def enqueued_fields(job: Job) -> bytes:
-    return b',"op":"enqueued' + _job_fields(job)
-
-
-def requeued_fields(job: Job) -> bytes:
-    """An ``enqueued`` record by another name: a dead job queued again, the whole job."""
-    return b',"op":"requeued' + _job_fields(job)
-
-
-def _job_fields(job: Job) -> bytes:
+def enqueued_fields(job: Job, op: str = "enqueued") -> bytes:
+    """The whole job; with ``op="requeued"``, a dead job queued again."""
     payload = base64.b64encode(job.payload).decode("ascii")
     text = (
-        f'","id":{_str(job.id)},"priority":"{_NAMES[job.priority]}",'
+        f',"op":"{op}","id":{_str(job.id)},"priority":"{_NAMES[job.priority]}",'
         f'"attempts":{job.attempts},"created":{_num("created", job.created)},'
         f'"handler":{_opt(job.handler)},"payload":"{payload}"'
     )
     if job.run_at is not None:  # a delayed job; absent means None
         text += f',"run_at":{_num("run_at", job.run_at)}'
     return text.encode()
+
+
+def requeued_fields(job: Job) -> bytes:
+    """An ``enqueued`` record by another name: a dead job queued again, the whole job."""
+    return enqueued_fields(job, "requeued")
 
 
 _NAMES = {p: p.name for p in Priority}  # Priority.name is a descriptor call; this is a lookup

@@ -74,6 +74,8 @@ class JobLog:
     injection).
     """
 
+    records_starts = False  # started() writes nothing: see storage.py
+
     def __init__(
         self,
         path: str | os.PathLike[str],

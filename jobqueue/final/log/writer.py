@@ -376,7 +376,9 @@ class Writer:
             self.mirror.add(batch)
             if self.tail is not None:
                 self.tail.extend(batch)
-        return self._settle(acks, error)
+        if acks or self.waiting:  # a lone producer with nobody behind it: nothing to settle
+            self._settle(acks, error)
+        return error
 
     def _settle(self, acks: list[_Ack], error: PersistenceError | None) -> PersistenceError | None:
         for waiter in acks:
