@@ -72,6 +72,8 @@ PROFILE_KEYS = {
     "producer_cpu_us",
     "producer_off_cpu_us",
     "producer_sleeps_per_job",
+    "producer_preempted_per_job",
+    "intake_cpu_us",
 }
 
 

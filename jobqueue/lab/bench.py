@@ -239,6 +239,7 @@ _PROFILE_ROWS = (
     ("producer: enqueue (µs)", "producer_us", 1),
     ("producer: off CPU (µs)", "producer_off_cpu_us", 1),
     ("producer: sleeps", "producer_sleeps_per_job", 2),
+    ("producer: preempted", "producer_preempted_per_job", 2),
 )
 
 #: Short column heads: the longest target name would not leave room for three columns.
@@ -283,8 +284,8 @@ def _profile_table(rows: list[dict[str, Any]]) -> Table:
         "time of all threads. A voluntary context switch is a thread going to sleep "
         "(waiting for the GIL, a lock, a wake-up, the disk); an involuntary one, the "
         "kernel taking the CPU from a thread that could run. Producer: its enqueue loop; "
-        "off CPU: wall minus its own CPU time, the time it waited for the GIL or a lock; "
-        "sleeps: its voluntary switches."
+        "off CPU: wall minus its own CPU time, the time it waited for the GIL, a lock "
+        "or a free CPU; sleeps, preempted: its own voluntary and involuntary switches."
     )
     return table
 

@@ -188,6 +188,7 @@ def _summarize_profile(rows: dict[tuple[Any, ...], Outcome]) -> dict[str, Any]:
         busy = mine[("contended",)].results
         row |= {"status": "ok", "jobs": busy[0].jobs}
         _figure(row, "intake_us", per_job(serial, "intake_seconds"))
+        _figure(row, "intake_cpu_us", per_job(serial, "intake_cpu_seconds"))
         _figure(row, "intake_gc_us", per_job(serial, "intake_gc_seconds"))
         for key, outcome in mine.items():
             if key[0] == "serial" and key[1] != 1:
@@ -211,6 +212,7 @@ def _summarize_profile(rows: dict[tuple[Any, ...], Outcome]) -> dict[str, Any]:
         off_cpu = [max(0.0, r.producer_seconds - r.producer_cpu_seconds) / r.jobs for r in busy]
         _figure(row, "producer_off_cpu_us", [seconds * 1e6 for seconds in off_cpu])
         _figure(row, "producer_sleeps_per_job", per_job(busy, "producer_voluntary", 1.0))
+        _figure(row, "producer_preempted_per_job", per_job(busy, "producer_involuntary", 1.0))
         factor = GOAL_X_POOL.get(target)
         if factor is not None and pool is not None and _status(pool) is None:
             # The rate factor x the pool's leaves 1/(factor x rate) seconds per job.

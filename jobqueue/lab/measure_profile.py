@@ -73,6 +73,7 @@ class ContendedResult:
     producer_seconds: float  # the producer's enqueue loop, wall clock
     producer_cpu_seconds: float  # the producer thread's CPU time over that loop
     producer_voluntary: int  # times the producer thread slept during that loop
+    producer_involuntary: int  # times the kernel took the CPU from it during that loop
 
 
 class _GcClock:
@@ -184,7 +185,7 @@ def contended(target: str, jobs: int, workers: int = WORKERS) -> ContendedResult
                 put(item)
             produced = time.perf_counter() - start
             producer_cpu = time.thread_time() - cpu
-            slept = resource.getrusage(thread).ru_nvcsw - mine.ru_nvcsw
+            after_loop = resource.getrusage(thread)
             t.join()
             seconds = time.perf_counter() - start
             after = resource.getrusage(resource.RUSAGE_SELF)
@@ -198,5 +199,6 @@ def contended(target: str, jobs: int, workers: int = WORKERS) -> ContendedResult
         gc_seconds=collector.seconds,
         producer_seconds=produced,
         producer_cpu_seconds=producer_cpu,
-        producer_voluntary=slept,
+        producer_voluntary=after_loop.ru_nvcsw - mine.ru_nvcsw,
+        producer_involuntary=after_loop.ru_nivcsw - mine.ru_nivcsw,
     )
