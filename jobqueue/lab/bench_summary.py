@@ -475,7 +475,7 @@ def _profile_reasons(sections: dict[str, Any], durable: str, batch: int) -> dict
     def serial_cost(name: str, row: dict[str, Any]) -> str:
         text = (
             f"{name}'s queue code costs {row['serial_us']:.1f} µs/job serially "
-            f"(intake {row['intake_us']:.1f} + run {row['run_us']:.1f}; "
+            f"(intake {row['intake_us']:.1f}, run {row['run_us']:.1f}; "
             f"{row['run_one_worker_us']:.1f} to run with 1 worker"
         )
         text += f"; pool {pool['serial_us']:.1f})" if pool is not None else ")"
