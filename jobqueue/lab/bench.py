@@ -1,9 +1,11 @@
-"""``jobqueue bench``: throughput, latency, memory, scaling and group commit, side by side.
+"""``jobqueue bench``: the realistic profile and where its time goes, throughput, latency,
+memory, scaling and group commit, side by side.
 
 Every stage and ThreadPoolExecutor run in one process, one run, interleaved,
 so their ratios compare like with like.  What is measured, and how, is in
-``measure.py``; what runs and in which order in ``bench_plan.py``; how the
-repetitions become medians and ratios in ``bench_summary.py``.  This module
+``measure.py`` (the profile's in ``measure_profile.py``); what runs and in
+which order in ``bench_plan.py``; how the repetitions become medians and
+ratios in ``bench_summary.py``.  This module
 only renders: a progress bar while it runs, tables at the end, and with
 ``--json`` the same figures as data.
 """
