@@ -53,6 +53,66 @@ def test_quick_bench_writes_every_section(
     for row in realistic["rows"]:  # every figure with its spread across repetitions
         assert row["status"] != "ok" or row["spread"]["min"] <= row["jobs_per_second"]
     assert {row["target"] for row in realistic["latency"]} >= {"final", "threadpool"}
+    assert "Where the time goes (realistic profile, per job)" in printed
+
+
+#: What the profile section reports for every target, per job.
+PROFILE_KEYS = {
+    "intake_us",
+    "intake_gc_us",
+    "run_us",
+    "run_one_worker_us",
+    "serial_us",
+    "wall_us",
+    "cpu_us",
+    "gc_us",
+    "voluntary_per_job",
+    "involuntary_per_job",
+    "producer_us",
+    "producer_cpu_us",
+    "producer_off_cpu_us",
+    "producer_sleeps_per_job",
+    "producer_preempted_per_job",
+    "intake_cpu_us",
+}
+
+
+def test_quick_profile_says_where_the_time_goes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "bench.json"
+    monkeypatch.setenv("COLUMNS", "80")
+    argv = ["bench", "--quick", "--repeat", "2", "--only", "realistic", "--only", "profile"]
+    assert main([*argv, "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert max(len(line) for line in printed.splitlines()) <= 80
+    assert "Where the time goes (realistic profile, per job)" in printed
+    words = " ".join(printed.split())  # the caption wraps where its figures let it
+    assert "voluntary context switch" in words  # the caption explains the columns
+    report = json.loads(out.read_text(encoding="utf-8"))
+    assert list(report["sections"]) == ["realistic", "profile"]
+    rows = {row["target"]: row for row in report["sections"]["profile"]["rows"]}
+    assert set(rows) == {"final", "final-durable-interval", "threadpool"}
+    for target, row in rows.items():
+        if row["status"] != "ok":  # a durable target that cannot open here says why
+            assert row["reason"]
+            continue
+        assert set(row) >= PROFILE_KEYS, target
+        for key in PROFILE_KEYS:  # a median, with the spread across the 2 repetitions
+            spread = row[f"{key}_spread"]
+            assert spread["min"] <= row[key] <= spread["max"], (target, key)
+            assert math.isfinite(row[key]), (target, key)
+            assert row[key] >= 0, (target, key)
+    assert rows["final"]["batch"] == 100
+    assert rows["final"]["batch_intake_us"] > 0
+    assert "batch_intake_us" not in rows["threadpool"]  # the pool has no batch call
+    assert rows["final"]["goal_x_pool"] == 3.0
+    assert rows["final"]["budget_us"] > 0
+    realistic_goals = [g for g in report["goals"] if g["goal"].startswith("realistic:")]
+    for goal in realistic_goals:
+        assert "why" in goal
+        if goal["met"] is False and goal["goal"].endswith("≥ 3x the pool"):
+            assert "µs/job serially" in goal["why"]  # the miss cites the profile
 
 
 def test_only_runs_the_sections_asked_for(tmp_path: Path) -> None:

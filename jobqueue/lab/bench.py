@@ -1,9 +1,11 @@
-"""``jobqueue bench``: throughput, latency, memory, scaling and group commit, side by side.
+"""``jobqueue bench``: the realistic profile and where its time goes, throughput, latency,
+memory, scaling and group commit, side by side.
 
 Every stage and ThreadPoolExecutor run in one process, one run, interleaved,
 so their ratios compare like with like.  What is measured, and how, is in
-``measure.py``; what runs and in which order in ``bench_plan.py``; how the
-repetitions become medians and ratios in ``bench_summary.py``.  This module
+``measure.py`` (the profile's in ``measure_profile.py``); what runs and in
+which order in ``bench_plan.py``; how the repetitions become medians and
+ratios in ``bench_summary.py``.  This module
 only renders: a progress bar while it runs, tables at the end, and with
 ``--json`` the same figures as data.
 """
@@ -151,6 +153,8 @@ def render(summary: dict[str, Any], checked: list[dict[str, Any]]) -> list[Table
     tables = []
     if "realistic" in summary:
         tables += _realistic_tables(summary["realistic"])
+    if "profile" in summary:
+        tables.append(_profile_table(summary["profile"]["rows"]))
     if "throughput" in summary:
         tables.append(_throughput_table(summary["throughput"]["rows"]))
     if "latency" in summary:
@@ -218,6 +222,74 @@ def _realistic_tables(section: dict[str, Any]) -> list[Table]:
             _span({k: v * 1e3 for k, v in row["p99_spread"].items()}, "{:.3f}"),
         )
     return [table, paced]
+
+
+#: The profile table's rows: (label, the row's figure, digits).
+_PROFILE_ROWS = (
+    ("serial: intake, enqueue (µs)", "intake_us", 1),
+    ("  of which GC (µs)", "intake_gc_us", 1),
+    ("serial: intake, enqueue_many (µs)", "batch_intake_us", 1),
+    ("serial: run, 4 workers (µs)", "run_us", 1),
+    ("serial: run, 1 worker (µs)", "run_one_worker_us", 1),
+    ("serial: intake + run (µs)", "serial_us", 1),
+    ("the goal leaves (µs)", "budget_us", 1),
+    ("contended: wall (µs)", "wall_us", 1),
+    ("contended: CPU (µs)", "cpu_us", 1),
+    ("contended: GC (µs)", "gc_us", 1),
+    ("voluntary switches", "voluntary_per_job", 2),
+    ("involuntary switches", "involuntary_per_job", 2),
+    ("producer: enqueue (µs)", "producer_us", 1),
+    ("producer: off CPU (µs)", "producer_off_cpu_us", 1),
+    ("producer: sleeps", "producer_sleeps_per_job", 2),
+    ("producer: preempted", "producer_preempted_per_job", 2),
+)
+
+#: Short column heads: the longest target name would not leave room for three columns.
+_PROFILE_HEADS = {"final": "final", "final-durable-interval": "durable", "threadpool": "pool"}
+
+
+def _profile_table(rows: list[dict[str, Any]]) -> Table:
+    """Where the time goes: one column per target, a figure per row, its spread below."""
+    table = _table(
+        "Where the time goes (realistic profile, per job)",
+        "per job",
+        *(_PROFILE_HEADS.get(row["target"], row["target"]) for row in rows),
+    )
+    for label, name, digits in _PROFILE_ROWS:
+        cells = []
+        for row in rows:
+            if row["status"] != "ok":
+                cells.append(f"[yellow]{row['status']}[/]" if name == "intake_us" else "")
+            elif name not in row:
+                cells.append("-")
+            else:
+                shown = f"{{:.{digits}f}}"
+                spread = _span(row[f"{name}_spread"], shown)
+                cells.append(f"{shown.format(row[name])}\n[dim]{spread}[/]")
+        table.add_row(label, *cells)
+    batch = next((row["batch"] for row in rows if "batch" in row), 100)
+    factors = ", ".join(
+        f"{_PROFILE_HEADS.get(row['target'], row['target'])} {row['goal_x_pool']:g}x"
+        for row in rows
+        if "goal_x_pool" in row
+    )
+    table.caption = (
+        "durable: final-durable-interval. Each figure is the median over repetitions, "
+        "its min-max below. Serial: the queue's code with no thread competing. Intake: "
+        "the producer hands every job over while each worker is held in a first job "
+        "waiting on an Event (so none takes a job or is woken); run: the held workers "
+        "drain them once released, the producer idle (1 worker: the same with one "
+        f"worker, no contention at all). enqueue_many: batches of {batch}. GC: time in "
+        "the garbage collector, which walks the queued backlog. The goal leaves: "
+        f"1/(goal x the pool's contended rate), the time per job the goal ({factors}) "
+        "allows. Contended: the realistic run itself, every thread at once; CPU: user+sys "
+        "time of all threads. A voluntary context switch is a thread going to sleep "
+        "(waiting for the GIL, a lock, a wake-up, the disk); an involuntary one, the "
+        "kernel taking the CPU from a thread that could run. Producer: its enqueue loop; "
+        "off CPU: wall minus its own CPU time, the time it waited for the GIL, a lock "
+        "or a free CPU; sleeps, preempted: its own voluntary and involuntary switches."
+    )
+    return table
 
 
 def _throughput_table(rows: list[dict[str, Any]]) -> Table:
@@ -330,7 +402,13 @@ def _group_table(rows: list[dict[str, Any]]) -> Table:
 
 def _goals_table(checked: list[dict[str, Any]]) -> Table:
     table = _table("Goals", "goal", "measured", "met")
+    # The reasons in "met" are sentences: the goal wraps too, to leave them room.
+    table.columns[0].no_wrap = False
+    table.columns[0].overflow = "fold"
+    table.columns[0].ratio = 2
+    table.columns[1].no_wrap = True
     table.columns[2].justify = "left"  # words, not a figure
+    table.columns[2].ratio = 3
     for goal in checked:
         value = goal["measured"]
         if value is None:
@@ -344,5 +422,7 @@ def _goals_table(checked: list[dict[str, Any]]) -> Table:
         met = {None: "", True: "[green]yes[/]", False: "[red]no[/]"}[goal["met"]]
         if goal.get("note"):
             met += f" ({goal['note']})"
+        if goal.get("why"):
+            met += f": {goal['why']}"
         table.add_row(goal["goal"], shown, met)
     return table

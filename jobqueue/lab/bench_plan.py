@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from jobqueue.lab import measure
+from jobqueue.lab import measure, measure_profile
 from jobqueue.lab.measure import TARGETS
 
 __all__ = [
@@ -34,8 +34,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: "realistic" is the headline (issue 10's workload); "throughput" the no-op figures.
-SECTIONS = ("realistic", "throughput", "latency", "memory", "scaling", "group-commit")
+#: "realistic" is the headline (issue 10's workload); "profile" says where its time
+#: goes; "throughput" the no-op figures.
+SECTIONS = ("realistic", "profile", "throughput", "latency", "memory", "scaling", "group-commit")
 
 #: What the realistic profile compares: final in memory and durable, and the pool.
 REALISTIC_TARGETS = ("final", "final-durable-interval", "threadpool")
@@ -65,10 +66,12 @@ class Sizes:
     group_producers: tuple[int, ...] = ()
     realistic_jobs: int = 0
     realistic_batch: int = 100  # enqueue_many's batch size in the realistic profile
+    profile_jobs: int = 0  # the realistic profile's jobs, per phase of measure_profile
 
 
 FULL = Sizes(
     realistic_jobs=50_000,
+    profile_jobs=50_000,
     throughput_jobs=50_000,
     always_jobs=10_000,
     latency=((2_000, 3_000), (20_000, 10_000)),
@@ -84,6 +87,7 @@ FULL = Sizes(
 
 QUICK = Sizes(
     realistic_jobs=300,
+    profile_jobs=300,
     throughput_jobs=300,
     always_jobs=100,
     latency=((2_000, 100), (20_000, 200)),
@@ -145,6 +149,8 @@ def plan(
     for rep in range(repeat):
         if "realistic" in chosen and sizes.realistic_jobs:
             steps += _realistic(sizes, rep, _only(REALISTIC_TARGETS, mine))
+        if "profile" in chosen and sizes.profile_jobs:
+            steps += _profile(sizes, rep, _only(REALISTIC_TARGETS, mine))
         if "throughput" in chosen:
             for target in _rotate(mine, rep):
                 always = target.endswith("always") and sizes.always_jobs
@@ -215,6 +221,23 @@ def _realistic(sizes: Sizes, rep: int, targets: tuple[str, ...]) -> list[Step]:
         for target in _rotate(targets, rep):
             run = _bind(measure.latency, target, rate, count, realistic=True)
             steps.append(Step("realistic-latency", (target, rate), rep, run))
+    return steps
+
+
+def _profile(sizes: Sizes, rep: int, targets: tuple[str, ...]) -> list[Step]:
+    """One repetition of the profile: per target, the serial phases (4 workers held,
+    then draining; 1 worker; batches for final), then the contended run."""
+    steps = []
+    jobs, batch = sizes.profile_jobs, sizes.realistic_batch
+    for target in _rotate(targets, rep):
+        for workers in (measure.WORKERS, 1):
+            run = _bind(measure_profile.serial, target, jobs, workers)
+            steps.append(Step("profile", (target, "serial", 1, workers), rep, run))
+        if target != "threadpool":  # the pool has no batch call
+            run = _bind(measure_profile.serial, target, jobs, batch=batch)
+            steps.append(Step("profile", (target, "serial", batch, measure.WORKERS), rep, run))
+        run = _bind(measure_profile.contended, target, jobs)
+        steps.append(Step("profile", (target, "contended"), rep, run))
     return steps
 
 
