@@ -207,7 +207,8 @@ class Writer:
             # compaction and close(), too: re-taking the role at once could starve them.
             while self.busy or self.wanted:
                 self._wait()
-            self.check_usable()
+            if self.broken is not None or self.closed or self.fd < 0:  # check_usable(), no call
+                self.check_usable()
             self.pending.append((op, job_id, rest))
             error = self._lead()
         if error is not None:
@@ -232,7 +233,8 @@ class Writer:
     def buffer(self, op: Op, job_id: str, rest: bytes) -> None:
         """Add a record that may wait: written with the next batch, or now if the buffer is full."""
         with self.mutex:
-            self.check_usable()
+            if self.broken is not None or self.closed or self.fd < 0:  # check_usable(), no call
+                self.check_usable()
             pending = self.pending
             pending.append((op, job_id, rest))
             if len(pending) < self.buffer_limit or self.busy or self.wanted:
