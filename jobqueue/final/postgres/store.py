@@ -214,17 +214,20 @@ class Store:
         return [int(bool(flag)) for flag in row]
 
     def claim(
-        self, conn: Conn, wanted: Sequence[int], lease: float
-    ) -> tuple[list[Claim], list[int]]:
-        """Claim up to ``wanted[p]`` queued jobs of each priority, oldest first; and
-        ``waiting()`` as it is after the claim, from the same statement.
+        self, conn: Conn, wanted: Sequence[int], lease: float, deep: int = 1
+    ) -> tuple[list[Claim], list[int], list[int]]:
+        """Claim up to ``wanted[p]`` queued jobs of each priority, oldest first; and,
+        as they are after the claim, from the same statement: ``waiting()``, and
+        for each priority 1 if at least ``deep`` of its jobs are still queued
+        (a deep backlog, where the fetcher claims ahead: queue.py), else 0.
 
         ``FOR UPDATE SKIP LOCKED``: rows another process is claiming right now
         are passed over, not waited for, so claimers never queue behind each
         other.  The claim counts as an attempt (River's rule): a job whose run
         kills its process is not claimed forever.  The flags row (``seq = -1``,
-        a bit per priority in ``attempts``: is there a queued job beyond the
-        ones just claimed?) saves the next claim a round trip.  Its ORDER BY
+        bits per priority in ``attempts``: is there a queued job beyond the
+        ones just claimed, are there ``deep`` of them?) saves the next claim a
+        round trip.  Its ORDER BY
         keeps the planner on the ready index: with stale statistics, a plain
         EXISTS walked the heap past every finished row.
         """
@@ -263,7 +266,16 @@ class Store:
                             ORDER BY enqueued_at, seq OFFSET %(n1)s LIMIT 1))::integer * 2
                  + (EXISTS (SELECT 1 FROM jobqueue_jobs
                             WHERE queue = %(q)s AND state = 'queued' AND priority = 2
-                            ORDER BY enqueued_at, seq OFFSET %(n2)s LIMIT 1))::integer * 4,
+                            ORDER BY enqueued_at, seq OFFSET %(n2)s LIMIT 1))::integer * 4
+                 + (EXISTS (SELECT 1 FROM jobqueue_jobs
+                            WHERE queue = %(q)s AND state = 'queued' AND priority = 0
+                            ORDER BY enqueued_at, seq OFFSET %(d0)s LIMIT 1))::integer * 8
+                 + (EXISTS (SELECT 1 FROM jobqueue_jobs
+                            WHERE queue = %(q)s AND state = 'queued' AND priority = 1
+                            ORDER BY enqueued_at, seq OFFSET %(d1)s LIMIT 1))::integer * 16
+                 + (EXISTS (SELECT 1 FROM jobqueue_jobs
+                            WHERE queue = %(q)s AND state = 'queued' AND priority = 2
+                            ORDER BY enqueued_at, seq OFFSET %(d2)s LIMIT 1))::integer * 32,
                    NULL, NULL, NULL, NULL, NULL, NULL
             """,
             {
@@ -271,15 +283,19 @@ class Store:
                 "n0": wanted[0],
                 "n1": wanted[1],
                 "n2": wanted[2],
+                "d0": wanted[0] + deep - 1,
+                "d1": wanted[1] + deep - 1,
+                "d2": wanted[2] + deep - 1,
                 "owner": self.owner,
                 "lease": lease,
             },
         ).fetchall()
         claims: list[Claim] = []
-        flags = [0] * len(Priority)
+        flags = deeps = [0] * len(Priority)
         for seq, attempt, job_id, priority, payload, handler, created, waited in rows:
             if seq == -1:
                 flags = [(attempt >> p) & 1 for p in Priority]
+                deeps = [(attempt >> (p + 3)) & 1 for p in Priority]
                 continue
             job = Job(
                 id=job_id,
@@ -291,7 +307,7 @@ class Store:
             )
             claims.append(Claim(seq=seq, attempt=attempt, job=job, waited=max(0.0, waited)))
         claims.sort(key=lambda c: c.seq)
-        return claims, flags
+        return claims, flags, deeps
 
     def release(self, conn: Conn, claims: Iterable[Claim]) -> int:
         """Give claimed, never started jobs back to the queue, their attempt undone."""
