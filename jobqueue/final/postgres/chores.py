@@ -28,7 +28,8 @@ class Chores:
 
         Only the runs the caller names: a claim whose completion the server
         lost in a crash is still ours in the table, but nobody runs it, so
-        its lease must run out for the job to run again.
+        its lease must run out for the job to run again.  No state in the
+        ``WHERE``: the token implies it (store.py says why it is left out).
         """
         seqs, attempts = tokens(claims)
         if not seqs:
@@ -39,7 +40,6 @@ class Chores:
             FROM unnest(%(seqs)s::bigint[], %(attempts)s::integer[]) AS c(seq, attempt)
             WHERE j.seq = ANY(%(seqs)s)  -- lets the planner probe the primary key
               AND j.seq = c.seq AND j.attempts = c.attempt AND j.lease_owner = %(owner)s
-              AND j.state = 'processing'
             """,
             {"lease": lease, "seqs": seqs, "attempts": attempts, "owner": self._store.owner},
         )

@@ -11,7 +11,12 @@ and adds one to ``attempts``, so (``seq``, ``lease_owner``, ``attempts``)
 names one claim of one job.  Every write that ends a run (completed,
 retrying, failed, released) carries the token in its ``WHERE``: a worker
 whose lease expired, and whose job another process claimed since, matches no
-row, so it cannot overwrite the newer run's state.
+row, so it cannot overwrite the newer run's state.  ``lease_owner`` is set
+only while a job is PROCESSING (every write that ends a claim clears it), so
+the token implies the state, and the batched writes (completions, renewals,
+releases) leave ``state = 'processing'`` out of their ``WHERE``: with it, the
+planner probes the leased index, which holds a dead entry for every claim
+ended since the last vacuum, and walked thousands of them per batch.
 """
 
 from __future__ import annotations
@@ -299,12 +304,14 @@ class Store:
         ``FOR UPDATE SKIP LOCKED``: rows another process is claiming right now
         are passed over, not waited for, so claimers never queue behind each
         other.  The claim counts as an attempt (River's rule): a job whose run
-        kills its process is not claimed forever.  The flags row (``seq = -1``,
-        bits per priority in ``attempts``: is there a queued job beyond the
-        ones just claimed, are there ``deep`` of them?) saves the next claim a
-        round trip.  Its ORDER BY
-        keeps the planner on the ready index: with stale statistics, a plain
-        EXISTS walked the heap past every finished row.
+        kills its process is not claimed forever.  The count rows (``seq = -1
+        - p``, in ``attempts`` the queued jobs of priority p, counted up to
+        ``wanted[p] + deep``: one walk of the ready index tells both whether a
+        job is left beyond the ones just claimed and whether ``deep`` are)
+        save the next claim a round trip.  Their ORDER BY keeps the planner on
+        the ready index: with stale statistics, a plain EXISTS walked the heap
+        past every finished row.  (The statement's snapshot predates its
+        UPDATE: the counts include the jobs it claims.)
         """
         rows = conn.execute(
             """
@@ -332,25 +339,22 @@ class Store:
                               extract(epoch FROM now() - j.enqueued_at)::float8 AS waited)
             SELECT seq, attempts, id, priority, payload, handler, created, waited FROM claimed
             UNION ALL
-            SELECT -1,
-                   (EXISTS (SELECT 1 FROM jobqueue_jobs
-                            WHERE queue = %(q)s AND state = 'queued' AND priority = 0
-                            ORDER BY enqueued_at, seq OFFSET %(n0)s LIMIT 1))::integer
-                 + (EXISTS (SELECT 1 FROM jobqueue_jobs
-                            WHERE queue = %(q)s AND state = 'queued' AND priority = 1
-                            ORDER BY enqueued_at, seq OFFSET %(n1)s LIMIT 1))::integer * 2
-                 + (EXISTS (SELECT 1 FROM jobqueue_jobs
-                            WHERE queue = %(q)s AND state = 'queued' AND priority = 2
-                            ORDER BY enqueued_at, seq OFFSET %(n2)s LIMIT 1))::integer * 4
-                 + (EXISTS (SELECT 1 FROM jobqueue_jobs
-                            WHERE queue = %(q)s AND state = 'queued' AND priority = 0
-                            ORDER BY enqueued_at, seq OFFSET %(d0)s LIMIT 1))::integer * 8
-                 + (EXISTS (SELECT 1 FROM jobqueue_jobs
-                            WHERE queue = %(q)s AND state = 'queued' AND priority = 1
-                            ORDER BY enqueued_at, seq OFFSET %(d1)s LIMIT 1))::integer * 16
-                 + (EXISTS (SELECT 1 FROM jobqueue_jobs
-                            WHERE queue = %(q)s AND state = 'queued' AND priority = 2
-                            ORDER BY enqueued_at, seq OFFSET %(d2)s LIMIT 1))::integer * 32,
+            SELECT -1, (SELECT count(*) FROM (
+                           SELECT 1 FROM jobqueue_jobs
+                           WHERE queue = %(q)s AND state = 'queued' AND priority = 0
+                           ORDER BY enqueued_at, seq LIMIT %(d0)s) AS w0)::integer,
+                   NULL, NULL, NULL, NULL, NULL, NULL
+            UNION ALL
+            SELECT -2, (SELECT count(*) FROM (
+                           SELECT 1 FROM jobqueue_jobs
+                           WHERE queue = %(q)s AND state = 'queued' AND priority = 1
+                           ORDER BY enqueued_at, seq LIMIT %(d1)s) AS w1)::integer,
+                   NULL, NULL, NULL, NULL, NULL, NULL
+            UNION ALL
+            SELECT -3, (SELECT count(*) FROM (
+                           SELECT 1 FROM jobqueue_jobs
+                           WHERE queue = %(q)s AND state = 'queued' AND priority = 2
+                           ORDER BY enqueued_at, seq LIMIT %(d2)s) AS w2)::integer,
                    NULL, NULL, NULL, NULL, NULL, NULL
             """,
             {
@@ -358,19 +362,21 @@ class Store:
                 "n0": wanted[0],
                 "n1": wanted[1],
                 "n2": wanted[2],
-                "d0": wanted[0] + deep - 1,
-                "d1": wanted[1] + deep - 1,
-                "d2": wanted[2] + deep - 1,
+                "d0": wanted[0] + deep,
+                "d1": wanted[1] + deep,
+                "d2": wanted[2] + deep,
                 "owner": self.owner,
                 "lease": lease,
             },
         ).fetchall()
         claims: list[Claim] = []
-        flags = deeps = [0] * len(Priority)
+        flags = [0] * len(Priority)
+        deeps = [0] * len(Priority)
         for seq, attempt, job_id, priority, payload, handler, created, waited in rows:
-            if seq == -1:
-                flags = [(attempt >> p) & 1 for p in Priority]
-                deeps = [(attempt >> (p + 3)) & 1 for p in Priority]
+            if seq < 0:  # a count row: -1 - p, and up to wanted[p] + deep of p's queued jobs
+                p = -1 - seq
+                flags[p] = int(attempt > wanted[p])
+                deeps[p] = int(attempt >= wanted[p] + deep)
                 continue
             job = Job(
                 id=job_id,
@@ -400,7 +406,6 @@ class Store:
                 FROM unnest(%(seqs)s::bigint[], %(attempts)s::integer[]) AS c(seq, attempt)
                 WHERE j.seq = ANY(%(seqs)s)  -- lets the planner probe the primary key
                   AND j.seq = c.seq AND j.attempts = c.attempt AND j.lease_owner = %(owner)s
-                  AND j.state = 'processing'
                 RETURNING j.priority, pg_notify(%(channel)s, %(q)s)::text
                 """,
                 {
@@ -432,7 +437,6 @@ class Store:
             FROM unnest(%(seqs)s::bigint[], %(attempts)s::integer[]) AS c(seq, attempt)
             WHERE j.seq = ANY(%(seqs)s)  -- lets the planner probe the primary key
               AND j.seq = c.seq AND j.attempts = c.attempt AND j.lease_owner = %(owner)s
-              AND j.state = 'processing'
             """,
             {"seqs": seqs, "attempts": attempts, "owner": self.owner},
         ).rowcount
