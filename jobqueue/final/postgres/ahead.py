@@ -9,10 +9,11 @@ trip, and each claim carries more jobs.
 
 How many: as many as this process's workers start during one claim round
 trip, twice over (both measured: moving averages of the claim round trips and
-of the runs), and at most ``4 * num_workers``.  Short jobs get the full depth;
-a job of ten milliseconds one or two; long jobs none, so a job claimed ahead
-waits about a round trip, not behind a long run, while another process could
-start it.  And only from a deep backlog: at least ``4 * num_workers`` jobs
+of the runs), and at most ``8 * num_workers``.  Short jobs get the full depth;
+a job of ten milliseconds one or two; long jobs none.  So what is claimed
+ahead starts within about two claim round trips, never behind a long run
+while another process could start it (the cap only bounds a run time
+measured as nearly nothing).  And only from a deep backlog: at least ``8 * num_workers`` jobs
 still queued after the claim, of a priority this process may claim.  With a
 shallow one (the queue keeps up) nothing is claimed ahead: a job is never
 held here while another process has an idle worker, and a job that waits
@@ -30,7 +31,7 @@ __all__ = ["Ahead"]
 
 _WEIGHT = 0.125  # of the newest sample in each moving average
 _MARGIN = 2.0  # claim ahead twice what starts during one claim round trip
-_PER_WORKER = 4  # the most claimed ahead, per worker; also the deep backlog, per worker
+_PER_WORKER = 8  # the most claimed ahead, per worker; also the deep backlog, per worker
 
 
 class Ahead:

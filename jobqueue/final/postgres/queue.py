@@ -16,7 +16,7 @@ The threads of one process:
 
 Claiming ahead (ahead.py).  From a deep backlog, the fetcher keeps a few
 jobs claimed beyond its idle workers, as many as its workers start during a
-claim's round trip (none for long jobs), at most ``4 * num_workers``.  A job
+claim's round trip (none for long jobs), at most ``8 * num_workers``.  A job
 claimed ahead is leased like a running one: the heartbeat renews it; after
 ``kill -9`` it runs elsewhere once its lease expires, and the expired claim
 counts as an attempt, as any claim does.  ``status()`` says PROCESSING: it is
