@@ -20,7 +20,15 @@ from typing import Any
 
 import pytest
 
-from jobqueue.final import Config, DuplicateJobError, Job, JobQueue, Priority, Status
+from jobqueue.final import (
+    Config,
+    DuplicateJobError,
+    Job,
+    JobQueue,
+    Priority,
+    QueueFull,
+    Status,
+)
 from jobqueue.lab.pgcluster import PgCluster
 from jobqueue.vocabulary import PersistenceError
 from tests.child import STARTUP, ChildProcess
@@ -217,6 +225,83 @@ def test_kill_9_again_and_again_loses_no_job(
     print(f"kills={kills} jobs_lost=0 reruns={reruns} expired_leases={m.retried}")
 
 
+def processing_ids(url: str, queue_name: str) -> set[str]:
+    """The ids of the queue's PROCESSING rows: claimed, by any process, dead or alive."""
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT id FROM jobqueue_jobs WHERE queue = %s AND state = 'processing'",
+            (queue_name,),
+        ).fetchall()
+    return {str(row[0]) for row in rows}
+
+
+@pytest.mark.timeout(180)
+def test_jobs_claimed_ahead_by_a_killed_process_run_elsewhere(
+    pg_url: str, pg_queue_name: str, tmp_path: Path, children: Callable[..., PgChild]
+) -> None:
+    # From a deep backlog of short jobs, a worker process claims jobs ahead of
+    # its workers (ahead.py).  Killed, it never starts them: they must run
+    # elsewhere once their leases expire, each exactly once.
+    done = tmp_path / "done.txt"
+    jobs = 300
+    with queue(pg_url, pg_queue_name, num_workers=0, queue_size=jobs) as producer:
+        producer.enqueue_many(
+            Job(id=f"a{n}", payload=f"a{n}".encode(), handler="record") for n in range(jobs)
+        )
+        ahead: set[str] = set()
+        for _ in range(5):  # a kill may fall where nothing is claimed ahead: again, then
+            victim = children("work", pg_url, pg_queue_name, done, 1, LEASE, "slow")
+            victim.expect("ready")
+            for _ in range(20):  # its runs teach it that the jobs are short
+                victim.expect_prefix("start ")
+            victim.kill()
+            started = {job_id for _, job_id in runs(done)}  # by this victim or earlier ones
+            ahead = processing_ids(pg_url, pg_queue_name) - started
+            if ahead:
+                break
+        assert ahead, "no kill found a job claimed ahead"
+        assert all(producer.status(job_id) is Status.PROCESSING for job_id in ahead)
+        rescuer = children("work", pg_url, pg_queue_name, done, 2, LEASE)
+        rescuer.expect("ready")
+        assert producer.join(timeout=WAIT + 10 * LEASE)
+        assert all(producer.status(job_id) is Status.COMPLETED for job_id in ahead)
+        m = producer.metrics()
+        rescuer.stop()
+    counts = Counter(job_id for _, job_id in runs(done))
+    assert len(counts) == jobs  # none lost
+    assert m.completed == jobs
+    assert all(counts[job_id] == 1 for job_id in ahead)  # never started before: once
+    print(f"claimed ahead when killed: {len(ahead)}; all ran once, elsewhere")
+
+
+@pytest.mark.timeout(120)
+def test_jobs_taken_back_from_a_dead_process_count_against_the_bound(
+    pg_url: str, pg_queue_name: str, tmp_path: Path, children: Callable[..., PgChild]
+) -> None:
+    # The bound is checked against a counter (schema.py); a job that comes back
+    # to QUEUED (here: reaped from a dead process) must count in it, or an
+    # enqueue would pass the bound without counting.
+    done = tmp_path / "done.txt"
+    victim = children("work", pg_url, pg_queue_name, done, 2, LEASE, "hang")
+    victim.expect("ready")
+    with queue(pg_url, pg_queue_name, num_workers=0, queue_size=2) as producer:
+        for job_id in ("a", "b"):
+            producer.enqueue(Job(id=job_id, payload=job_id.encode(), handler="record"))
+        victim.expect_prefix("start ")
+        victim.expect_prefix("start ")
+        victim.kill()
+        producer.enqueue(Job(id="c", payload=b"c", handler="record"))  # none queued: room
+        # A process that reaps but claims nothing: paused.
+        with queue(pg_url, pg_queue_name, num_workers=1, handlers={"record": print}) as reaper:
+            reaper.pause()
+            eventually(lambda: producer.metrics().queued == 3, timeout=WAIT + 5 * LEASE)
+            with pytest.raises(QueueFull):
+                producer.enqueue(Job(id="d", handler="record"), timeout=0.05)
+            assert producer.status("d") is None
+
+
 @pytest.mark.timeout(60)
 def test_a_job_longer_than_its_lease_runs_once(pg_url: str, pg_queue_name: str) -> None:
     lease = 1.0  # renewed every third of it: a stall of 2/3 s on a loaded machine is still fine
@@ -344,7 +429,7 @@ def test_several_processes_create_the_schema_at_once(
         opener.proc.wait(WAIT)
     assert [opener.proc.returncode for opener in openers] == [0, 0, 0, 0]
     with psycopg.connect(url) as conn:
-        assert conn.execute("SELECT version FROM jobqueue_schema").fetchall() == [(1,), (2,)]
+        assert conn.execute("SELECT version FROM jobqueue_schema").fetchall() == [(1,), (2,), (3,)]
         assert conn.execute("SELECT count(*) FROM jobqueue_counts").fetchone() == (6,)
 
 

@@ -201,6 +201,32 @@ def test_a_paused_priority_is_not_claimed_by_this_process(pg_url: str, pg_queue_
         assert (ran, q.metrics().paused) == ([b"l", b"h"], frozenset())
 
 
+def test_pause_gives_back_the_jobs_claimed_ahead(pg_url: str, pg_queue_name: str) -> None:
+    # A deep backlog of short jobs: the fetcher claims ahead of its workers
+    # (ahead.py), and, the jobs taking a little while, holds them ready.
+    # After pause(), no job starts here but those a worker had already
+    # taken: the ones claimed ahead go back to the queue, QUEUED.
+    jobs, workers = 1000, 2
+    started: list[bytes] = []
+    lock = threading.Lock()
+    busy = threading.Event()  # never set: a short wait stands for the job's work
+
+    def record(payload: bytes) -> None:
+        with lock:
+            started.append(payload)
+        busy.wait(0.002)
+
+    with queue(pg_url, pg_queue_name, num_workers=workers, queue_size=jobs, handler=record) as q:
+        q.enqueue_many(Job(id=f"j{n}", payload=b"%d" % n) for n in range(jobs))
+        eventually(lambda: len(started) >= 50)
+        q.pause()
+        at_pause = len(started)
+        eventually(lambda: q.metrics().processing == 0)
+        m = q.metrics()
+        assert len(started) - at_pause <= workers  # taken by a worker before pause() returned
+        assert (m.queued, m.completed) == (jobs - len(started), len(started))
+
+
 # -- run_at, cancel ----------------------------------------------------------------------
 
 

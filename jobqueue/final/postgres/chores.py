@@ -28,7 +28,8 @@ class Chores:
 
         Only the runs the caller names: a claim whose completion the server
         lost in a crash is still ours in the table, but nobody runs it, so
-        its lease must run out for the job to run again.
+        its lease must run out for the job to run again.  No state in the
+        ``WHERE``: the token implies it (store.py says why it is left out).
         """
         seqs, attempts = tokens(claims)
         if not seqs:
@@ -39,7 +40,6 @@ class Chores:
             FROM unnest(%(seqs)s::bigint[], %(attempts)s::integer[]) AS c(seq, attempt)
             WHERE j.seq = ANY(%(seqs)s)  -- lets the planner probe the primary key
               AND j.seq = c.seq AND j.attempts = c.attempt AND j.lease_owner = %(owner)s
-              AND j.state = 'processing'
             """,
             {"lease": lease, "seqs": seqs, "attempts": attempts, "owner": self._store.owner},
         )
@@ -52,7 +52,10 @@ class Chores:
         job that has had ``max_attempts`` claims fails instead of running
         again: the claim that expired was an attempt.
         """
+        if not self._any(conn, "state = 'processing' AND lease_until < now()"):
+            return 0, 0  # the common case: no lock taken, nothing written
         with conn.transaction():
+            self._store.lock_counts(conn, Priority)  # first: see Store.retrying
             rows = conn.execute(
                 """
                 WITH expired AS (
@@ -73,25 +76,38 @@ class Chores:
             ).fetchall()
             requeued = [p for p, state in rows if state == "queued"]
             failed = sum(state == "failed" for _, state in rows)
-            self._count(conn, retried=requeued)
+            self._count(conn, retried=requeued, queued_at_most=requeued)
             if requeued:
                 conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, self._store.queue))
         return len(requeued), failed
 
     def promote_due(self, conn: Conn) -> int:
         """Queue the retries whose backoff is over and the delayed jobs now due; wake workers."""
-        cur = conn.execute(
-            """
-            UPDATE jobqueue_jobs
-            -- a delayed job has waited since it was due: its wait age counts from then
-            SET enqueued_at = CASE WHEN state = 'scheduled' THEN run_after ELSE now() END,
-                state = 'queued', run_after = NULL
-            WHERE queue = %(q)s AND state IN ('retrying', 'scheduled') AND run_after <= now()
-            RETURNING pg_notify(%(channel)s, %(q)s)::text
-            """,
-            {"q": self._store.queue, "channel": CHANNEL},
-        )
-        return cur.rowcount
+        if not self._any(conn, "state IN ('retrying', 'scheduled') AND run_after <= now()"):
+            return 0  # the common case: no lock taken, nothing written
+        with conn.transaction():
+            self._store.lock_counts(conn, Priority)  # first: see Store.retrying
+            rows = conn.execute(
+                """
+                UPDATE jobqueue_jobs
+                -- a delayed job has waited since it was due: its wait age counts from then
+                SET enqueued_at = CASE WHEN state = 'scheduled' THEN run_after ELSE now() END,
+                    state = 'queued', run_after = NULL
+                WHERE queue = %(q)s AND state IN ('retrying', 'scheduled') AND run_after <= now()
+                RETURNING priority, pg_notify(%(channel)s, %(q)s)::text
+                """,
+                {"q": self._store.queue, "channel": CHANNEL},
+            ).fetchall()
+            self._count(conn, queued_at_most=[p for p, _ in rows])
+        return len(rows)
+
+    def _any(self, conn: Conn, condition: str) -> bool:
+        """Whether a job of the queue matches ``condition`` (a constant SQL text)."""
+        row = conn.execute(
+            f"SELECT EXISTS (SELECT 1 FROM jobqueue_jobs WHERE queue = %s AND {condition})",
+            (self._store.queue,),
+        ).fetchone()
+        return bool(row is not None and row[0])
 
     def next_retry_in(self, conn: Conn) -> float | None:
         """Seconds until the earliest retry or delayed job of the queue is due, or None."""

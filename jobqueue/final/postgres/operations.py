@@ -102,25 +102,34 @@ class Operations:
         dead = self.dead(conn, history, history)
         if not any(row[0] == job_id for row in dead):
             return False
+        priority = next(row[1] for row in dead if row[0] == job_id)
         try:
-            # The failed total keeps counting it (in jobqueue_counts), as in-process.
-            row = conn.execute(
-                """
-                WITH j AS (
-                    UPDATE jobqueue_jobs
-                    SET state = 'queued', attempts = 0, enqueued_at = now(), run_after = NULL,
-                        error = NULL, finished_at = NULL
-                    WHERE seq = (SELECT seq FROM jobqueue_jobs
-                                 WHERE queue = %(q)s AND id = %(id)s AND state = 'failed'
-                                 ORDER BY finished_at DESC, seq DESC LIMIT 1)
-                      AND state = 'failed'
-                    RETURNING priority)
-                UPDATE jobqueue_counts c SET failed = c.failed + 1
-                FROM j WHERE c.queue = %(q)s AND c.priority = j.priority
-                RETURNING pg_notify(%(channel)s, %(q)s)::text
-                """,
-                {"q": self._store.queue, "id": job_id, "channel": CHANNEL},
-            ).fetchone()
+            with conn.transaction():
+                # First the counter row: see Store.retrying.
+                self._store.lock_counts(conn, [priority])
+                row = self._requeue(conn, job_id)
         except psycopg.errors.UniqueViolation:  # enqueued anew meanwhile: live, not dead
             return False
         return row is not None
+
+    def _requeue(self, conn: Conn, job_id: str) -> tuple[Any, ...] | None:
+        """The UPDATE of ``requeue``: a row if it moved the failed row to QUEUED.
+        The failed total keeps counting it (in jobqueue_counts), as in-process."""
+        return conn.execute(
+            """
+            WITH j AS (
+                UPDATE jobqueue_jobs
+                SET state = 'queued', attempts = 0, enqueued_at = now(), run_after = NULL,
+                    error = NULL, finished_at = NULL
+                WHERE seq = (SELECT seq FROM jobqueue_jobs
+                             WHERE queue = %(q)s AND id = %(id)s AND state = 'failed'
+                             ORDER BY finished_at DESC, seq DESC LIMIT 1)
+                  AND state = 'failed'
+                RETURNING priority)
+            UPDATE jobqueue_counts c
+            SET failed = c.failed + 1, queued_at_most = c.queued_at_most + 1
+            FROM j WHERE c.queue = %(q)s AND c.priority = j.priority
+            RETURNING pg_notify(%(channel)s, %(q)s)::text
+            """,
+            {"q": self._store.queue, "id": job_id, "channel": CHANNEL},
+        ).fetchone()

@@ -7,15 +7,23 @@ queue: any of them may enqueue; every one with workers claims and runs jobs.
 The threads of one process:
 
 - workers (``num_workers``) run handlers, one claimed job at a time;
-- the fetcher claims jobs for idle workers: as many as there are idle
-  workers, never more, so a claimed job is a started job (its PROCESSING
-  status is true) and a busy process hoards nothing another could run.  So
-  ``num_workers`` is also the largest claim: for short jobs, more workers
-  mean fewer round trips per job.  It sleeps on LISTEN until an enqueue's
-  NOTIFY, not in a poll;
+- the fetcher claims jobs for idle workers, and, from a deep backlog of
+  short jobs, a few ahead of them (below).  It sleeps on LISTEN until an
+  enqueue's NOTIFY, not in a poll;
 - the completion writer (completions.py) batches completions;
 - maintenance (leases.py): the lease heartbeat, the reaper of expired leases,
   due retries, pruning.
+
+Claiming ahead (ahead.py).  From a deep backlog, the fetcher keeps a few
+jobs claimed beyond its idle workers, as many as its workers start during a
+claim's round trip (none for long jobs), at most ``8 * num_workers``.  A job
+claimed ahead is leased like a running one: the heartbeat renews it; after
+``kill -9`` it runs elsewhere once its lease expires, and the expired claim
+counts as an attempt, as any claim does.  ``status()`` says PROCESSING: it is
+this process's, to start as soon as a worker is free, and ``cancel()``
+cannot take it back.  ``close()`` gives it back to the queue at once, its
+attempt undone, and so does ``pause()`` of its priority.  With a shallow
+backlog nothing is claimed ahead, and a claimed job is a started job.
 
 Processes that share a queue should share its settings: the handlers, by
 name (a job names its handler, or runs the default ``Config.handler`` of
@@ -57,6 +65,7 @@ from jobqueue.final.futures import JobFuture
 from jobqueue.final.handlers import Handlers
 from jobqueue.final.metrics import Counters, Metrics, PriorityMetrics
 from jobqueue.final.pause import Pauses
+from jobqueue.final.postgres.ahead import Ahead
 from jobqueue.final.postgres.completions import CompletionWriter
 from jobqueue.final.postgres.connections import Link, Pool
 from jobqueue.final.postgres.leases import Maintenance
@@ -123,6 +132,7 @@ class PostgresJobQueue(JobQueue):
         self._has_room = threading.Condition(self._mutex)
         self._producers_waiting = 0
         self._idle_workers = 0
+        self._ahead = Ahead(config.num_workers)  # claims beyond the idle workers (ahead.py)
         self._closed = False
         self._stopped = threading.Event()  # set by close(): ends join()'s and enqueue's polls
         self._counters = Counters(time.monotonic())  # this process's runs: utilization
@@ -388,6 +398,8 @@ class PostgresJobQueue(JobQueue):
         """
         with self._mutex:
             self._pauses.set(priority, True)
+            ahead = self._unready(lambda claim: self._pauses.paused[claim.job.priority])
+        self._release_unstarted(ahead, "pause()")  # claimed ahead, not started: not run now
 
     def resume(self, priority: Priority | None = None) -> None:
         """Undo ``pause`` in this process: it claims ``priority``'s jobs (every one's) again."""
@@ -427,15 +439,12 @@ class PostgresJobQueue(JobQueue):
             if self._closed:
                 return
             self._closed = True
-            unstarted = list(self._ready)
-            self._ready.clear()
-            for claim in unstarted:
-                del self._held[claim.seq]
+            unstarted = self._unready(lambda claim: True)
             self._not_empty.notify_all()
             self._wants_jobs.notify_all()
             self._has_room.notify_all()
         self._stopped.set()
-        self._release_unstarted(unstarted)
+        self._release_unstarted(unstarted, "close()")
         if self._config.num_workers:
             self._wake_fetcher()
         deadline = time.monotonic() + self._config.shutdown_timeout
@@ -472,11 +481,10 @@ class PostgresJobQueue(JobQueue):
         try:
             while True:
                 with self._mutex:
-                    while not self._closed and self._idle_workers <= len(self._ready):
+                    while not self._closed and not (wanted := self._claims_wanted()):
                         self._wants_jobs.wait()
                     if self._closed:
                         return
-                    wanted = self._idle_workers - len(self._ready)
                 try:
                     conn = link.get()
                     for _ in conn.notifies(timeout=0):
@@ -487,10 +495,14 @@ class PostgresJobQueue(JobQueue):
                         paused = self._pauses.any
                         mask = self._pauses.mask
                     # Paused priorities count as empty: the picker never chooses them.
-                    claims, waiting = self._claim(
+                    began = time.monotonic()
+                    claims, waiting, deep = self._claim(
                         conn, wanted, mask(waiting) if paused else waiting
                     )
+                    took = time.monotonic() - began
                     if not claims and not self._closed:  # (the drain may have eaten close's NOTIFY)
+                        with self._mutex:
+                            self._ahead.lost()
                         # Nothing we could take: sleep until an enqueue's NOTIFY.
                         # The timeout is a fallback; due retries and expired leases
                         # are re-queued by maintenance, with a NOTIFY too.
@@ -500,12 +512,22 @@ class PostgresJobQueue(JobQueue):
                 except Exception as exc:  # the server went away, or a bug: never die of it
                     link.broken()
                     waiting = [0] * len(Priority)
+                    with self._mutex:
+                        self._ahead.lost()
                     log = logger.warning if isinstance(exc, psycopg.Error) else logger.exception
                     log("queue %r: cannot claim jobs: %s", self._store.queue, exc)
                     self._stopped.wait(0.5)
                     continue
                 with self._mutex:
-                    if not self._closed:
+                    closed = self._closed
+                    if self._pauses.any:  # pause() ran while we claimed: not run now
+                        not_now = [c for c in claims if self._pauses.paused[c.job.priority]]
+                        claims = [c for c in claims if not self._pauses.paused[c.job.priority]]
+                        deep = self._pauses.mask(deep)
+                    else:
+                        not_now = []
+                    if not closed:
+                        self._ahead.claimed(took, any(deep))
                         for claim in claims:
                             self._waits.recent[claim.job.priority].append(claim.waited)
                         self._ready.extend(claims)
@@ -513,26 +535,46 @@ class PostgresJobQueue(JobQueue):
                         if self._producers_waiting:
                             self._has_room.notify_all()
                         self._not_empty.notify(len(claims))
-                        continue
-                self._release_unstarted(claims)  # close() ran while we claimed
-                return
+                self._release_unstarted(not_now, "pause()")
+                if closed:
+                    self._release_unstarted(claims, "close()")  # close() ran while we claimed
+                    return
         finally:
             link.close()
 
+    def _claims_wanted(self) -> int:
+        """How many jobs the fetcher should claim now (ahead.py); 0 to wait.  Under the mutex."""
+        return self._ahead.wanted(self._idle_workers, len(self._ready))
+
+    def _unready(self, which: Callable[[Claim], bool]) -> list[Claim]:
+        """Take the claims ``which`` selects out of the ready ones; they are no longer
+        held (the caller releases them).  Under the mutex."""
+        taken = [claim for claim in self._ready if which(claim)]
+        if taken:
+            kept = [claim for claim in self._ready if not which(claim)]
+            self._ready.clear()
+            self._ready.extend(kept)
+            for claim in taken:
+                del self._held[claim.seq]
+        return taken
+
     def _claim(
         self, conn: psycopg.Connection[tuple[object, ...]], wanted: int, waiting: list[int]
-    ) -> tuple[list[Claim], list[int]]:
+    ) -> tuple[list[Claim], list[int], list[int]]:
         """Claim up to ``wanted`` jobs, the priorities chosen by the fair picker from
-        ``waiting``; returns them in the picker's order, and ``waiting`` after."""
+        ``waiting``; returns them in the picker's order, and ``waiting`` and the
+        deep-backlog flags after (``Store.claim``)."""
         if not any(waiting):
-            return [], waiting
+            return [], waiting, [0] * len(Priority)
         order = []
         for _ in range(wanted):
             chosen = self._picker.choose(waiting)
             assert chosen is not None
             order.append(chosen)
         counts = [order.count(p) for p in Priority]
-        claimed, waiting = self._store.claim(conn, counts, self._config.lease_timeout)
+        claimed, waiting, deep = self._store.claim(
+            conn, counts, self._config.lease_timeout, self._ahead.most
+        )
         # Hand them out in the picker's order; a priority that came up short
         # (another process took its jobs) leaves its turns to the rest.
         by_priority: list[deque[Claim]] = [deque() for _ in Priority]
@@ -540,20 +582,21 @@ class PostgresJobQueue(JobQueue):
             by_priority[claim.job.priority].append(claim)
         ordered = [by_priority[p].popleft() for p in order if by_priority[p]]
         ordered.extend(claim for rest in by_priority for claim in rest)
-        return ordered, waiting
+        return ordered, waiting, deep
 
     def _held_claims(self) -> list[Claim]:
         with self._mutex:
             return list(self._held.values())
 
-    def _release_unstarted(self, claims: list[Claim]) -> None:
+    def _release_unstarted(self, claims: list[Claim], why: str) -> None:
+        """Give claimed, never started jobs back to the queue, their attempt undone."""
         if not claims:
             return
         try:
-            with self._pool.connection("close") as conn:
+            with self._pool.connection(why) as conn:
                 self._store.release(conn, claims)
         except PersistenceError as exc:
-            logger.warning("close(): %d claimed jobs wait for their leases: %s", len(claims), exc)
+            logger.warning("%s: %d claimed jobs wait for their leases: %s", why, len(claims), exc)
 
     def _wake_fetcher(self) -> None:
         try:
@@ -578,6 +621,8 @@ class PostgresJobQueue(JobQueue):
                 claim = self._ready.popleft()
             finally:
                 self._idle_workers -= 1
+            if self._ahead.depth and self._claims_wanted():
+                self._wants_jobs.notify()  # claims ahead are starting: claim more
             now = time.monotonic()
             self._counters.run_started(claim.job.priority, now)
             return claim, now
@@ -585,7 +630,9 @@ class PostgresJobQueue(JobQueue):
     def _ended(self, claim: Claim, started: float, error: BaseException | None) -> None:
         """Record one run: completions are batched; a retry or failure is written now."""
         with self._mutex:
-            self._counters.run_ended(claim.job.priority, started, time.monotonic())
+            ended = time.monotonic()
+            self._counters.run_ended(claim.job.priority, started, ended)
+            self._ahead.ran(ended - started)
             self._held.pop(claim.seq, None)
         if error is None:
             self._writer.add(claim)

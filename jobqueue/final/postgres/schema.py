@@ -21,12 +21,22 @@ order for all, so no two can deadlock.
 
 ``queue_size`` bounds the *queued* jobs of a priority, as in the in-process
 queue (a retry, or a job taken back from a dead worker, re-enters past the
-bound: it was accepted already).  It is strict across processes: an enqueue
-takes a transaction-level advisory lock on (queue, priority), then counts the
-queued rows, up to ``queue_size``, in the ready index.  The cost: enqueues of
-one priority serialize for the length of their commit (an fsync with
-``synchronous_commit=on``), and each counts up to ``queue_size`` index
-entries.  Without the lock, concurrent producers could overshoot the bound.
+bound: it was accepted already).  It is strict across processes, and cheap
+while the queue is far from full: ``jobqueue_counts.queued_at_most`` is an
+upper bound of the queued jobs of its (queue, priority), or at least
+``queue_size``.  Every transaction that makes a job QUEUED (an enqueue, a
+release, a reaped lease, a due retry, a requeue) adds to it; claims and
+cancels, which take jobs out, leave it alone.  An enqueue adds one to it in
+the statement that inserts, if it is below ``queue_size``: one round trip,
+no count.  Once it reaches ``queue_size`` an enqueue counts the queued rows
+(up to ``queue_size``, in the ready index) and writes the count back, so the
+bound is exact again.  The counter row's lock orders the producers of a
+(queue, priority), wherever they run: their enqueues serialize for the length
+of their commit (an fsync with ``synchronous_commit=on``).  A transaction
+that locks counter rows and job rows takes the counter rows first, in
+ascending priority: an enqueue holds its counter row while its insert may
+wait on the index entry of a live job of the same id, so the transaction
+changing that job must not be waiting for the counter row.
 
 Creation is serialized by a transaction-level advisory lock, so processes
 that open the same database at once cannot race on ``CREATE``.
@@ -40,7 +50,7 @@ __all__ = ["SCHEMA_VERSION", "ensure_schema"]
 
 #: The version this code writes and reads.  Bump it, and add a step to
 #: ``_MIGRATIONS``, for every change to the tables.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # pg_advisory_xact_lock key: any fixed 64-bit number; this one spells "jobqueue".
 _DDL_LOCK = 0x6A6F627175657565
@@ -106,16 +116,29 @@ CREATE INDEX jobqueue_jobs_finished_id ON jobqueue_jobs (queue, id)
     WHERE state IN ('completed', 'failed', 'cancelled');
 """
 
+# Version 3: ``queued_at_most``, the enqueue's cheap bound (above), from the
+# queued rows as they are.
+_V3 = """
+ALTER TABLE jobqueue_counts ADD COLUMN queued_at_most bigint NOT NULL DEFAULT 0;
+UPDATE jobqueue_counts c SET queued_at_most = (
+    SELECT count(*) FROM jobqueue_jobs j
+    WHERE j.queue = c.queue AND j.priority = c.priority AND j.state = 'queued');
+"""
+
 # version reached -> the DDL that reaches it from the one before.
-_MIGRATIONS = {1: _V1, 2: _V2}
+_MIGRATIONS = {1: _V1, 2: _V2, 3: _V3}
 
 
 def ensure_schema(conn: psycopg.Connection[tuple[object, ...]], queue: str) -> None:
     """Create or migrate the tables, and the counter rows of ``queue``.  Idempotent.
 
-    ``conn`` must be in autocommit mode; this runs one transaction.  Refuses
-    (``RuntimeError``) a database that a newer release has migrated past us.
+    ``conn`` must be in autocommit mode; this runs one transaction, unless
+    everything is there already (the common open: two reads, no lock).
+    Refuses (``RuntimeError``) a database that a newer release has migrated
+    past us.
     """
+    if _ready(conn, queue):
+        return
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_DDL_LOCK,))
         conn.execute(
@@ -132,8 +155,32 @@ def ensure_schema(conn: psycopg.Connection[tuple[object, ...]], queue: str) -> N
         for version in range(current + 1, SCHEMA_VERSION + 1):
             conn.execute(_MIGRATIONS[version].encode())
             conn.execute("INSERT INTO jobqueue_schema (version) VALUES (%s)", (version,))
+        # A queue's counter rows may come after its jobs (a version 1 database):
+        # queued_at_most starts from the queued rows, as the bound requires.
         conn.execute(
-            "INSERT INTO jobqueue_counts (queue, priority)"
-            " SELECT %s, p FROM generate_series(0, 2) AS p ON CONFLICT DO NOTHING",
-            (queue,),
+            """
+            INSERT INTO jobqueue_counts (queue, priority, queued_at_most)
+            SELECT %(q)s, p, (SELECT count(*) FROM jobqueue_jobs
+                              WHERE queue = %(q)s AND priority = p AND state = 'queued')
+            FROM generate_series(0, 2) AS p
+            WHERE NOT EXISTS (SELECT 1 FROM jobqueue_counts WHERE queue = %(q)s AND priority = p)
+            ON CONFLICT DO NOTHING
+            """,
+            {"q": queue},
         )
+
+
+def _ready(conn: psycopg.Connection[tuple[object, ...]], queue: str) -> bool:
+    """True if the tables are at ``SCHEMA_VERSION`` and ``queue`` has its counter rows."""
+    row = conn.execute(
+        "SELECT to_regclass('jobqueue_schema') IS NOT NULL"
+        " AND to_regclass('jobqueue_counts') IS NOT NULL"
+    ).fetchone()
+    if row is None or not row[0]:
+        return False
+    row = conn.execute(
+        "SELECT (SELECT max(version) FROM jobqueue_schema),"
+        " (SELECT count(*) FROM jobqueue_counts WHERE queue = %s)",
+        (queue,),
+    ).fetchone()
+    return row is not None and tuple(row) == (SCHEMA_VERSION, 3)

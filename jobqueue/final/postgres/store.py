@@ -11,7 +11,12 @@ and adds one to ``attempts``, so (``seq``, ``lease_owner``, ``attempts``)
 names one claim of one job.  Every write that ends a run (completed,
 retrying, failed, released) carries the token in its ``WHERE``: a worker
 whose lease expired, and whose job another process claimed since, matches no
-row, so it cannot overwrite the newer run's state.
+row, so it cannot overwrite the newer run's state.  ``lease_owner`` is set
+only while a job is PROCESSING (every write that ends a claim clears it), so
+the token implies the state, and the batched writes (completions, renewals,
+releases) leave ``state = 'processing'`` out of their ``WHERE``: with it, the
+planner probes the leased index, which holds a dead entry for every claim
+ended since the last vacuum, and walked thousands of them per batch.
 """
 
 from __future__ import annotations
@@ -56,6 +61,16 @@ class Claim:
     waited: float = 0.0  # seconds queued before this claim, by the server's clock
 
 
+# One job's INSERT; the caller adds its FROM (the room) or WHERE (the count).
+_INSERT_ONE = """
+    INSERT INTO jobqueue_jobs
+        (queue, id, priority, payload, handler, created, state, attempts, run_after)
+    SELECT %(q)s, %(id)s, %(p)s, %(payload)s, %(handler)s, %(created)s,
+           CASE WHEN to_timestamp(%(run_at)s) > now() THEN 'scheduled' ELSE 'queued' END,
+           %(attempts)s, to_timestamp(%(run_at)s)
+"""
+
+
 class Store:
     """The SQL of one queue (``queue``), as run by one ``JobQueue`` (``owner``)."""
 
@@ -71,55 +86,104 @@ class Store:
         """Insert ``job`` and commit; False if its priority already has ``queue_size``
         queued jobs.  ``DuplicateJobError`` if its id is live in any process.
 
-        The advisory lock makes the count and the insert one step for every
-        producer of this (queue, priority), wherever it runs; the insert is a
-        statement of its own, after the lock, so that its count sees the
-        commits of the lock's previous holders.  A full queue inserts nothing,
-        and the empty transaction commits.  Pipelined: BEGIN, lock, insert and
-        COMMIT go in one round trip.  The NOTIFY is delivered at commit, so a
-        woken worker finds the row.
+        The bound (schema.py): one statement, one round trip, while the
+        priority's ``queued_at_most`` is below ``queue_size``; it adds one to
+        it, and its row lock orders the producers of this (queue, priority),
+        wherever they run (a second one waits, then checks the bound on the
+        row the first committed).  When it is not below, the exact count
+        decides (``_enqueue_counted``).  The NOTIFY is delivered at commit, so
+        a woken worker finds the row.
         """
+        params = {
+            "q": self.queue,
+            "id": job.id,
+            "p": int(job.priority),
+            "payload": job.payload,
+            "handler": job.handler,
+            "created": job.created,
+            "attempts": job.attempts,
+            "run_at": job.run_at,
+            "size": queue_size,
+            "channel": CHANNEL,
+        }
         try:
-            with conn.pipeline(), conn.transaction():
-                conn.execute(
-                    "SELECT pg_advisory_xact_lock(hashtext(%s), %s)",
-                    (self.queue, int(job.priority)),
-                )
-                cur = conn.execute(
-                    """
-                    INSERT INTO jobqueue_jobs
-                        (queue, id, priority, payload, handler, created, state, attempts,
-                         run_after)
-                    SELECT %(q)s, %(id)s, %(p)s, %(payload)s, %(handler)s, %(created)s,
-                           CASE WHEN to_timestamp(%(run_at)s) > now() THEN 'scheduled'
-                                ELSE 'queued' END,
-                           %(attempts)s, to_timestamp(%(run_at)s)
-                    WHERE (SELECT count(*) FROM (
-                               SELECT 1 FROM jobqueue_jobs
-                               WHERE queue = %(q)s AND state = 'queued' AND priority = %(p)s
-                               LIMIT %(size)s) AS waiting) < %(size)s
-                    RETURNING pg_notify(%(channel)s, %(q)s)::text
-                    """,
-                    {
-                        "q": self.queue,
-                        "id": job.id,
-                        "p": int(job.priority),
-                        "payload": job.payload,
-                        "handler": job.handler,
-                        "created": job.created,
-                        "attempts": job.attempts,
-                        "run_at": job.run_at,
-                        "size": queue_size,
-                        "channel": CHANNEL,
-                    },
-                )
-            return cur.fetchone() is not None
+            cur = conn.execute(
+                """
+                WITH room AS (
+                    UPDATE jobqueue_counts SET queued_at_most = queued_at_most + 1
+                    WHERE queue = %(q)s AND priority = %(p)s AND queued_at_most < %(size)s
+                    RETURNING 1)
+                """
+                + _INSERT_ONE
+                + " FROM room RETURNING pg_notify(%(channel)s, %(q)s)::text",
+                params,
+            )
+            if cur.fetchone() is not None:
+                return True
+            return self._enqueue_counted(conn, params)
         except psycopg.errors.UniqueViolation:
             state = self.status(conn, job.id, history=0)
             shown = state.value if state is not None else "live"
             raise DuplicateJobError(
                 f"cannot enqueue job {job.id!r}: it is still {shown} in queue {self.queue!r}"
             ) from None
+
+    def _enqueue_counted(self, conn: Conn, params: dict[str, Any]) -> bool:
+        """``enqueue`` when ``queued_at_most`` has reached the bound: count.
+
+        The counter row locked first, the count is a statement of its own
+        after the lock, so it sees every commit of the lock's previous
+        holders; ``queued_at_most`` becomes the count (with the job, if it
+        fits).  A full queue inserts nothing.  Pipelined: BEGIN, lock, insert,
+        update and COMMIT go in one round trip.
+        """
+        with conn.pipeline(), conn.transaction():
+            self.lock_counts(conn, [params["p"]])
+            cur = conn.execute(
+                _INSERT_ONE
+                + """
+                WHERE (SELECT count(*) FROM (
+                           SELECT 1 FROM jobqueue_jobs
+                           WHERE queue = %(q)s AND state = 'queued' AND priority = %(p)s
+                           LIMIT %(size)s) AS waiting) < %(size)s
+                RETURNING pg_notify(%(channel)s, %(q)s)::text
+                """,
+                params,
+            )
+            # The count again, up to the bound, the insert included (the
+            # inserting statement's snapshot cannot see its own row).
+            conn.execute(
+                """
+                UPDATE jobqueue_counts SET queued_at_most = (
+                    SELECT count(*) FROM (
+                        SELECT 1 FROM jobqueue_jobs
+                        WHERE queue = %(q)s AND state = 'queued' AND priority = %(p)s
+                        LIMIT %(size)s) AS waiting)
+                WHERE queue = %(q)s AND priority = %(p)s
+                """,
+                params,
+            )
+        return cur.fetchone() is not None
+
+    def lock_counts(self, conn: Conn, priorities: Iterable[int]) -> None:
+        """Lock the counter rows of ``priorities``, in ascending priority (schema.py: the
+        one lock order), before a transaction moves jobs into QUEUED.  In a transaction."""
+        conn.execute(
+            "SELECT 1 FROM jobqueue_counts WHERE queue = %s AND priority = ANY(%s)"
+            " ORDER BY priority FOR UPDATE",
+            (self.queue, sorted({int(p) for p in priorities})),
+        )
+
+    def more_queued(self, conn: Conn, priorities: Iterable[int]) -> None:
+        """Add one to ``queued_at_most`` per priority listed (a job of it is QUEUED again),
+        in ascending priority.  In the transaction that moved them, after ``lock_counts``."""
+        listed = list(priorities)
+        for p in sorted(set(listed)):
+            conn.execute(
+                "UPDATE jobqueue_counts SET queued_at_most = queued_at_most + %s"
+                " WHERE queue = %s AND priority = %s",
+                (listed.count(p), self.queue, p),
+            )
 
     def enqueue_many(
         self, conn: Conn, jobs: Sequence[Job], shares: Sequence[int], size: int
@@ -128,20 +192,23 @@ class Store:
         inserted, if a priority lacks room for its ``shares[p]`` jobs.
         ``DuplicateJobError`` (nothing inserted) if an id is live in any process.
 
-        As ``enqueue``: the advisory lock of each priority in the batch, taken
+        As ``enqueue``: the counter row of each priority in the batch, locked
         in ascending priority (one lock order for every producer, so two
-        batches cannot deadlock), makes the counts and the insert one step.
-        One multi-row INSERT from arrays, one commit, one NOTIFY.
+        batches cannot deadlock), then ``queued_at_most`` checked, and where
+        it says no, the exact count.  One multi-row INSERT from arrays, one
+        commit, one NOTIFY.
         """
+        used = [p for p, n in enumerate(shares) if n]
         try:
             with conn.transaction():
-                for p, n in enumerate(shares):
-                    if n:
-                        conn.execute(
-                            "SELECT pg_advisory_xact_lock(hashtext(%s), %s)", (self.queue, p)
-                        )
-                for p, n in enumerate(shares):
-                    if not n:
+                rows = conn.execute(
+                    "SELECT priority, queued_at_most FROM jobqueue_counts"
+                    " WHERE queue = %s AND priority = ANY(%s) ORDER BY priority FOR UPDATE",
+                    (self.queue, used),
+                ).fetchall()
+                at_most = {int(p): int(n) for p, n in rows}
+                for p in used:
+                    if at_most.get(p, size) + shares[p] <= size:
                         continue
                     row = conn.execute(
                         """
@@ -152,8 +219,15 @@ class Store:
                         """,
                         {"q": self.queue, "p": p, "size": size},
                     ).fetchone()
-                    if row is None or int(row[0]) + n > size:
-                        return False  # the empty transaction commits
+                    assert row is not None
+                    at_most[p] = int(row[0])
+                    if at_most[p] + shares[p] > size:
+                        conn.execute(
+                            "UPDATE jobqueue_counts SET queued_at_most = %s"
+                            " WHERE queue = %s AND priority = %s",
+                            (at_most[p], self.queue, p),
+                        )
+                        return False  # commits the refreshed bound, and no job
                 conn.execute(
                     """
                     INSERT INTO jobqueue_jobs
@@ -181,6 +255,12 @@ class Store:
                         "run_at": [job.run_at for job in jobs],
                     },
                 )
+                for p in used:
+                    conn.execute(
+                        "UPDATE jobqueue_counts SET queued_at_most = %s"
+                        " WHERE queue = %s AND priority = %s",
+                        (at_most.get(p, 0) + shares[p], self.queue, p),
+                    )
                 conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, self.queue))
             return True
         except psycopg.errors.UniqueViolation:
@@ -214,19 +294,24 @@ class Store:
         return [int(bool(flag)) for flag in row]
 
     def claim(
-        self, conn: Conn, wanted: Sequence[int], lease: float
-    ) -> tuple[list[Claim], list[int]]:
-        """Claim up to ``wanted[p]`` queued jobs of each priority, oldest first; and
-        ``waiting()`` as it is after the claim, from the same statement.
+        self, conn: Conn, wanted: Sequence[int], lease: float, deep: int = 1
+    ) -> tuple[list[Claim], list[int], list[int]]:
+        """Claim up to ``wanted[p]`` queued jobs of each priority, oldest first; and,
+        as they are after the claim, from the same statement: ``waiting()``, and
+        for each priority 1 if at least ``deep`` of its jobs are still queued
+        (a deep backlog, where the fetcher claims ahead: queue.py), else 0.
 
         ``FOR UPDATE SKIP LOCKED``: rows another process is claiming right now
         are passed over, not waited for, so claimers never queue behind each
         other.  The claim counts as an attempt (River's rule): a job whose run
-        kills its process is not claimed forever.  The flags row (``seq = -1``,
-        a bit per priority in ``attempts``: is there a queued job beyond the
-        ones just claimed?) saves the next claim a round trip.  Its ORDER BY
-        keeps the planner on the ready index: with stale statistics, a plain
-        EXISTS walked the heap past every finished row.
+        kills its process is not claimed forever.  The count rows (``seq = -1
+        - p``, in ``attempts`` the queued jobs of priority p, counted up to
+        ``wanted[p] + deep``: one walk of the ready index tells both whether a
+        job is left beyond the ones just claimed and whether ``deep`` are)
+        save the next claim a round trip.  Their ORDER BY keeps the planner on
+        the ready index: with stale statistics, a plain EXISTS walked the heap
+        past every finished row.  (The statement's snapshot predates its
+        UPDATE: the counts include the jobs it claims.)
         """
         rows = conn.execute(
             """
@@ -254,16 +339,22 @@ class Store:
                               extract(epoch FROM now() - j.enqueued_at)::float8 AS waited)
             SELECT seq, attempts, id, priority, payload, handler, created, waited FROM claimed
             UNION ALL
-            SELECT -1,
-                   (EXISTS (SELECT 1 FROM jobqueue_jobs
-                            WHERE queue = %(q)s AND state = 'queued' AND priority = 0
-                            ORDER BY enqueued_at, seq OFFSET %(n0)s LIMIT 1))::integer
-                 + (EXISTS (SELECT 1 FROM jobqueue_jobs
-                            WHERE queue = %(q)s AND state = 'queued' AND priority = 1
-                            ORDER BY enqueued_at, seq OFFSET %(n1)s LIMIT 1))::integer * 2
-                 + (EXISTS (SELECT 1 FROM jobqueue_jobs
-                            WHERE queue = %(q)s AND state = 'queued' AND priority = 2
-                            ORDER BY enqueued_at, seq OFFSET %(n2)s LIMIT 1))::integer * 4,
+            SELECT -1, (SELECT count(*) FROM (
+                           SELECT 1 FROM jobqueue_jobs
+                           WHERE queue = %(q)s AND state = 'queued' AND priority = 0
+                           ORDER BY enqueued_at, seq LIMIT %(d0)s) AS w0)::integer,
+                   NULL, NULL, NULL, NULL, NULL, NULL
+            UNION ALL
+            SELECT -2, (SELECT count(*) FROM (
+                           SELECT 1 FROM jobqueue_jobs
+                           WHERE queue = %(q)s AND state = 'queued' AND priority = 1
+                           ORDER BY enqueued_at, seq LIMIT %(d1)s) AS w1)::integer,
+                   NULL, NULL, NULL, NULL, NULL, NULL
+            UNION ALL
+            SELECT -3, (SELECT count(*) FROM (
+                           SELECT 1 FROM jobqueue_jobs
+                           WHERE queue = %(q)s AND state = 'queued' AND priority = 2
+                           ORDER BY enqueued_at, seq LIMIT %(d2)s) AS w2)::integer,
                    NULL, NULL, NULL, NULL, NULL, NULL
             """,
             {
@@ -271,15 +362,21 @@ class Store:
                 "n0": wanted[0],
                 "n1": wanted[1],
                 "n2": wanted[2],
+                "d0": wanted[0] + deep,
+                "d1": wanted[1] + deep,
+                "d2": wanted[2] + deep,
                 "owner": self.owner,
                 "lease": lease,
             },
         ).fetchall()
         claims: list[Claim] = []
         flags = [0] * len(Priority)
+        deeps = [0] * len(Priority)
         for seq, attempt, job_id, priority, payload, handler, created, waited in rows:
-            if seq == -1:
-                flags = [(attempt >> p) & 1 for p in Priority]
+            if seq < 0:  # a count row: -1 - p, and up to wanted[p] + deep of p's queued jobs
+                p = -1 - seq
+                flags[p] = int(attempt > wanted[p])
+                deeps[p] = int(attempt >= wanted[p] + deep)
                 continue
             job = Job(
                 id=job_id,
@@ -291,33 +388,36 @@ class Store:
             )
             claims.append(Claim(seq=seq, attempt=attempt, job=job, waited=max(0.0, waited)))
         claims.sort(key=lambda c: c.seq)
-        return claims, flags
+        return claims, flags, deeps
 
     def release(self, conn: Conn, claims: Iterable[Claim]) -> int:
         """Give claimed, never started jobs back to the queue, their attempt undone."""
+        claims = list(claims)
         seqs, attempts = tokens(claims)
         if not seqs:
             return 0
-        cur = conn.execute(
-            """
-            UPDATE jobqueue_jobs j
-            SET state = 'queued', attempts = j.attempts - 1, lease_owner = NULL,
-                lease_until = NULL
-            FROM unnest(%(seqs)s::bigint[], %(attempts)s::integer[]) AS c(seq, attempt)
-            WHERE j.seq = ANY(%(seqs)s)  -- lets the planner probe the primary key
-              AND j.seq = c.seq AND j.attempts = c.attempt AND j.lease_owner = %(owner)s
-              AND j.state = 'processing'
-            RETURNING pg_notify(%(channel)s, %(q)s)::text
-            """,
-            {
-                "seqs": seqs,
-                "attempts": attempts,
-                "owner": self.owner,
-                "channel": CHANNEL,
-                "q": self.queue,
-            },
-        )
-        return cur.rowcount
+        with conn.transaction():
+            self.lock_counts(conn, (claim.job.priority for claim in claims))
+            rows = conn.execute(
+                """
+                UPDATE jobqueue_jobs j
+                SET state = 'queued', attempts = j.attempts - 1, lease_owner = NULL,
+                    lease_until = NULL
+                FROM unnest(%(seqs)s::bigint[], %(attempts)s::integer[]) AS c(seq, attempt)
+                WHERE j.seq = ANY(%(seqs)s)  -- lets the planner probe the primary key
+                  AND j.seq = c.seq AND j.attempts = c.attempt AND j.lease_owner = %(owner)s
+                RETURNING j.priority, pg_notify(%(channel)s, %(q)s)::text
+                """,
+                {
+                    "seqs": seqs,
+                    "attempts": attempts,
+                    "owner": self.owner,
+                    "channel": CHANNEL,
+                    "q": self.queue,
+                },
+            ).fetchall()
+            self.more_queued(conn, (int(row[0]) for row in rows))
+        return len(rows)
 
     # -- the writer ---------------------------------------------------------------
 
@@ -337,7 +437,6 @@ class Store:
             FROM unnest(%(seqs)s::bigint[], %(attempts)s::integer[]) AS c(seq, attempt)
             WHERE j.seq = ANY(%(seqs)s)  -- lets the planner probe the primary key
               AND j.seq = c.seq AND j.attempts = c.attempt AND j.lease_owner = %(owner)s
-              AND j.state = 'processing'
             """,
             {"seqs": seqs, "attempts": attempts, "owner": self.owner},
         ).rowcount
@@ -351,31 +450,39 @@ class Store:
         return applied
 
     def retrying(self, conn: Conn, claim: Claim, delay: float, error: str) -> bool:
-        """Schedule the next attempt of a failed run in ``delay`` seconds."""
-        row = conn.execute(
-            """
-            WITH j AS (
-                UPDATE jobqueue_jobs
-                SET state = 'retrying', run_after = now() + %(delay)s * interval '1 second',
-                    lease_owner = NULL, lease_until = NULL, error = %(error)s
-                WHERE seq = %(seq)s AND attempts = %(attempt)s AND lease_owner = %(owner)s
-                  AND state = 'processing'
-                RETURNING priority
+        """Schedule the next attempt of a failed run in ``delay`` seconds.
+
+        The counter row is locked first, as in every transaction that takes
+        it and a job's row (schema.py): else an enqueue of this job's id,
+        holding the counter row and waiting on the id's index entry, and this,
+        holding the job's row and waiting on the counter row, would deadlock.
+        """
+        with conn.pipeline(), conn.transaction():
+            self.lock_counts(conn, [claim.job.priority])
+            cur = conn.execute(
+                """
+                WITH j AS (
+                    UPDATE jobqueue_jobs
+                    SET state = 'retrying', run_after = now() + %(delay)s * interval '1 second',
+                        lease_owner = NULL, lease_until = NULL, error = %(error)s
+                    WHERE seq = %(seq)s AND attempts = %(attempt)s AND lease_owner = %(owner)s
+                      AND state = 'processing'
+                    RETURNING priority
+                )
+                UPDATE jobqueue_counts c SET retried = c.retried + 1
+                FROM j WHERE c.queue = %(q)s AND c.priority = j.priority
+                RETURNING 1
+                """,
+                {
+                    "delay": delay,
+                    "error": error,
+                    "seq": claim.seq,
+                    "attempt": claim.attempt,
+                    "owner": self.owner,
+                    "q": self.queue,
+                },
             )
-            UPDATE jobqueue_counts c SET retried = c.retried + 1
-            FROM j WHERE c.queue = %(q)s AND c.priority = j.priority
-            RETURNING 1
-            """,
-            {
-                "delay": delay,
-                "error": error,
-                "seq": claim.seq,
-                "attempt": claim.attempt,
-                "owner": self.owner,
-                "q": self.queue,
-            },
-        ).fetchone()
-        return row is not None
+        return cur.fetchone() is not None
 
     def failed(self, conn: Conn, claim: Claim, error: str) -> bool:
         """Mark a run failed for good: its retries are spent."""
