@@ -253,11 +253,25 @@ def _exit_now() -> None:
     os._exit(1)  # the worker threads are not daemons: only this leaves them behind
 
 
-def run_one(options: WorkerOptions, open_queue: OpenQueue = open_postgres_queue) -> int:
-    """One worker process, in this process: 0 if it drained, 1 if jobs were left running."""
+def run_one(
+    options: WorkerOptions,
+    open_queue: OpenQueue = open_postgres_queue,
+    parent_sentinel: int | None = None,
+) -> int:
+    """One worker process, in this process: 0 if it drained, 1 if jobs were left running.
+
+    With ``parent_sentinel`` (a spawned child's), it drains when the parent dies.
+    """
     stop = threading.Event()
     try:
         with on_stop_signals(stop.set, _exit_now):
+            if parent_sentinel is not None:
+                # Watched only once the handlers are in: a parent killed while this
+                # child starts must not meet SIGTERM's default action (exit, no drain).
+                watcher = threading.Thread(
+                    target=_drain_when_orphaned, args=(parent_sentinel,), daemon=True
+                )
+                watcher.start()
             serve(options, stop, open_queue)
     except JobQueueError as exc:  # the server is unreachable, the schema is newer...
         raise SystemExit(f"jobqueue worker: {exc}") from None
@@ -279,9 +293,7 @@ def _child(options: WorkerOptions, number: int, open_queue: OpenQueue) -> None:
         format=f"%(levelname)s %(name)s[{number}:%(process)d]: %(message)s",
     )
     parent = multiprocessing.parent_process()
-    if parent is not None:
-        threading.Thread(target=_drain_when_orphaned, args=(parent.sentinel,), daemon=True).start()
-    sys.exit(run_one(options, open_queue))
+    sys.exit(run_one(options, open_queue, None if parent is None else parent.sentinel))
 
 
 def _drain_when_orphaned(parent_sentinel: int) -> None:
