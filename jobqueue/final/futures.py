@@ -104,10 +104,8 @@ def of(
 
 def submit(jq: JobQueue, job: Job, timeout: float | None, cancel: Canceller) -> JobFuture:
     """``jq.submit(job)``: ``enqueue(job)``, with a future that follows it."""
-    if not isinstance(job, Job):
-        raise TypeError(f"job must be a Job, got {type(job).__name__}")
+    job, handler = jq._handlers.resolve(job, None)  # TypeError unless a Job
     future = JobFuture(job.id, functools.partial(cancel, jq))
-    job, handler = jq._handlers.resolve(job, None)
     jq._accept(Entry(job, handler, future=future), timeout)
     return future
 
