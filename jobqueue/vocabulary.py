@@ -40,7 +40,7 @@ __all__ = [
     "QueueFull",
     "Status",
 ]
-# Not in __all__: check_timeout, require_count, resolve_handler, wait_seconds,
+# Not in __all__: check_job_id, check_timeout, require_count, resolve_handler, wait_seconds,
 # refuse_inside_handler and log_base_exception are for the stages' own use.
 
 # -- limits: a number outside these is a mistake, and gets a ValueError naming it.
@@ -169,6 +169,12 @@ def _short(value: int) -> str:
 
 def _shown(value: float) -> str:
     return _short(value) if isinstance(value, int) else repr(value)
+
+
+def check_job_id(job_id: object) -> None:
+    """Validate a ``job_id`` argument (``cancel``, ``requeue``): a str."""
+    if not isinstance(job_id, str):
+        raise TypeError(f"job_id must be a str, got {type(job_id).__name__}")
 
 
 def check_timeout(timeout: float | None) -> None:

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 
 from jobqueue.final import futures
 from jobqueue.final.speed import Entry
-from jobqueue.vocabulary import Status
+from jobqueue.vocabulary import Status, check_job_id
 
 if TYPE_CHECKING:
     from jobqueue.final.queue import JobQueue
@@ -90,8 +90,7 @@ def cancel(jq: JobQueue, job_id: str, future: Future[object] | None) -> bool:
 
     Works on the queue's state under its mutex, as the queue's worker loop does.
     """
-    if not isinstance(job_id, str):
-        raise TypeError(f"job_id must be a str, got {type(job_id).__name__}")
+    check_job_id(job_id)
     with jq._mutex:
         status = jq._statuses.get(job_id)
         if jq._closed or status not in CANCELLABLE:

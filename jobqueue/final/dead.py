@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 from jobqueue.final.logfields import job_fields
 from jobqueue.final.speed import Entry
 from jobqueue.final.storage import StoredJob
-from jobqueue.vocabulary import DuplicateJobError, Job, Status, check_timeout
+from jobqueue.vocabulary import DuplicateJobError, Job, Status, check_job_id, check_timeout
 
 if TYPE_CHECKING:
     from jobqueue.final.queue import JobQueue
@@ -100,8 +100,7 @@ class DeadLetters(OrderedDict[str, DeadJob]):
 
 def requeue(jq: JobQueue, job_id: str, timeout: float | None) -> bool:
     """``jq.requeue(job_id)``: the dead job again, QUEUED, its attempts reset."""
-    if not isinstance(job_id, str):
-        raise TypeError(f"job_id must be a str, got {type(job_id).__name__}")
+    check_job_id(job_id)
     check_timeout(timeout)
     with jq._mutex:
         dead = jq._dead.get(job_id)

@@ -86,6 +86,7 @@ from jobqueue.vocabulary import (
     QueueFull,
     Status,
     batch_shares,
+    check_job_id,
     check_timeout,
     log_base_exception,
     refuse_inside_handler,
@@ -295,8 +296,7 @@ class PostgresJobQueue(JobQueue):
         One conditional UPDATE (``Store.cancel``): against a claim of the same
         job by another process, exactly one of the two wins.
         """
-        if not isinstance(job_id, str):
-            raise TypeError(f"job_id must be a str, got {type(job_id).__name__}")
+        check_job_id(job_id)
         with self._pool.connection(f"cancel {job_id!r}") as conn:
             done = self._ops.cancel(conn, job_id)
         if done:
@@ -380,8 +380,7 @@ class PostgresJobQueue(JobQueue):
         not a dead job (or is live again).  One conditional UPDATE: of two processes
         requeueing it at once, one wins.  Like a retry, it re-enters past
         ``queue_size`` (it was accepted once), so ``timeout`` is checked, not used."""
-        if not isinstance(job_id, str):
-            raise TypeError(f"job_id must be a str, got {type(job_id).__name__}")
+        check_job_id(job_id)
         check_timeout(timeout)
         with self._pool.connection(f"requeue {job_id!r}") as conn:
             done = self._ops.requeue(conn, job_id, self._config.status_history)
