@@ -17,6 +17,11 @@ So every instruction counted is the queue's code, the handler's and the
 ``--durable`` adds a log (``fsync="interval"``) in a temporary directory.
 Run ``N=... python -m jobqueue.lab.hotpath --jobs-only`` the same way to
 count what building the ``Job`` values costs, and subtract it.
+
+It holds its worker with its own gate rather than ``measure_profile``'s,
+and uses nothing but ``jobqueue.final``'s public API, so that the same file
+also runs against an older tree on ``PYTHONPATH`` (one without the lab's
+newer modules) for a before-and-after count.
 """
 
 from __future__ import annotations
