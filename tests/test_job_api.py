@@ -296,12 +296,7 @@ def test_cancel_against_start_either_wins_never_both(queues: list[JobQueue]) -> 
         spin(i * 30)
         won = future.cancel() if i % 2 else q.cancel(job_id)
         outcomes[won] += 1
-        if won:
-            assert future.cancelled()
-            assert q.status(job_id) is Status.CANCELLED
-        else:
-            assert future.result(timeout=WAIT) is None
-            assert q.status(job_id) is Status.COMPLETED
+        _assert_cancelled_or_completed(q, future, job_id, won)
     assert q.join(timeout=WAIT)
     ran = {run.decode() for run in recorder.runs}
     assert len(recorder.runs) == len(ran) == outcomes[False]
@@ -329,12 +324,7 @@ def test_cancel_against_retry_either_wins_never_both(queues: list[JobQueue]) -> 
         assert failed_once.wait(WAIT)
         spin(i * 60)
         # Now it is finishing its first run, waiting to retry, queued, or running again.
-        if q.cancel(job_id):
-            assert future.cancelled()
-            assert q.status(job_id) is Status.CANCELLED
-        else:
-            assert future.result(timeout=WAIT) is None
-            assert q.status(job_id) is Status.COMPLETED
+        _assert_cancelled_or_completed(q, future, job_id, q.cancel(job_id))
         assert q.join(timeout=WAIT)
         assert runs[job_id] == (1 if future.cancelled() else 2)
 
@@ -393,3 +383,15 @@ def test_a_run_at_in_the_past_runs_at_once(queues: list[JobQueue]) -> None:
 def test_run_at_is_checked_and_named(value: object, error: type[Exception]) -> None:
     with pytest.raises(error, match="run_at"):
         Job(id="a", run_at=value)  # type: ignore[arg-type]
+
+
+def _assert_cancelled_or_completed(
+    q: JobQueue, future: Future[object], job_id: str, cancelled: bool
+) -> None:
+    """A cancel that raced a run: it won (the job never ran) or lost (it completed)."""
+    if cancelled:
+        assert future.cancelled()
+        assert q.status(job_id) is Status.CANCELLED
+    else:
+        assert future.result(timeout=WAIT) is None
+        assert q.status(job_id) is Status.COMPLETED
