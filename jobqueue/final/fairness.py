@@ -50,19 +50,18 @@ class FairPicker:
         ``waiting[p]`` is true when jobs wait at priority ``p``: a count, or the
         queue itself.  Returns None when nothing waits.
         """
-        candidates = [p for p in _PRIORITIES if waiting[p]]
-        passed_over = self._passed_over
-        if len(candidates) <= 1:
-            # The common case, made quick: the only priority waiting (if any) is
-            # served and nobody is passed over, so every count resets.
-            if any(passed_over):
-                self._passed_over = [0] * len(_PRIORITIES)
-            return candidates[0] if candidates else None
-        # The fairness rule: a priority passed over `tokens` times is owed a
-        # turn; of several owed, the longest passed over goes first (ties go to
-        # the more urgent).  Otherwise: strict priority.
-        owed = [p for p in candidates if passed_over[p] >= self.tokens]
-        chosen = min(owed, key=lambda p: (-passed_over[p], p)) if owed else candidates[0]
+        passed_over, chosen = self._passed_over, None
+        for p in _PRIORITIES:
+            # The fairness rule: serve the most urgent priority with a job
+            # waiting, unless a less urgent one is owed a turn (passed over
+            # `tokens` times) and was passed over longer (ties: the more urgent).
+            if waiting[p] and (
+                chosen is None or passed_over[p] > max(passed_over[chosen], self.tokens - 1)
+            ):
+                chosen = p
+        if chosen is None:
+            self._passed_over = [0] * len(_PRIORITIES)  # nobody waits: nobody is owed
+            return None
         for p in _PRIORITIES:
             if p == chosen or not waiting[p]:
                 passed_over[p] = 0
