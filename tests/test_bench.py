@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 from pathlib import Path
 
 import pytest
 
-from jobqueue.lab import measure
+from jobqueue.lab import hotpath, measure
 from jobqueue.lab.bench_plan import SECTIONS
 from jobqueue.lab.cli import main
+from jobqueue.lab.floor import FloorQueue
 from jobqueue.lab.machine import KEYS, read_machine
+from jobqueue.vocabulary import Job, Priority
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
@@ -153,3 +156,38 @@ def test_every_committed_file_reads_with_one_set_of_machine_keys() -> None:
         machine = read_machine(json.loads((DOCS / name).read_text(encoding="utf-8"))["machine"])
         assert keys <= set(machine), name
         assert machine["load_before"] is None or isinstance(machine["load_before"], float)
+
+
+@pytest.mark.parametrize(
+    "argv", [[], ["--durable"], ["--pool"], ["--floor"], ["--floor=fairness,status,metrics"]]
+)
+def test_hotpath_runs_every_queue_it_counts(
+    argv: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # lab/hotpath.py raises SystemExit unless every job ran exactly once.
+    monkeypatch.setenv("N", "300")
+    hotpath.main(argv)
+
+
+def test_floor_refuses_a_feature_it_does_not_have() -> None:
+    with pytest.raises(ValueError, match="features must be among"):
+        FloorQueue(measure.no_op, features=["retries"])
+
+
+def test_floor_runs_jobs_in_strict_priority_order_without_fairness() -> None:
+    order: list[bytes] = []
+    inside, gate = threading.Event(), threading.Event()
+
+    def handler(payload: bytes) -> None:
+        inside.set()
+        gate.wait()
+        order.append(payload)
+
+    with FloorQueue(handler, features=["status", "metrics"]) as queue:
+        queue.enqueue(Job(id="held", payload=b"held"))
+        inside.wait()  # the one worker is busy: the next three queue up
+        for i, priority in enumerate([Priority.LOW, Priority.MEDIUM, Priority.HIGH]):
+            queue.enqueue(Job(id=str(i), payload=priority.name.encode(), priority=priority))
+        gate.set()
+        queue.join()
+    assert order == [b"held", b"HIGH", b"MEDIUM", b"LOW"]

@@ -18,18 +18,29 @@ So every instruction counted is the queue's code, the handler's and the
 Run ``N=... python -m jobqueue.lab.hotpath --jobs-only`` the same way to
 count what building the ``Job`` values costs, and subtract it.
 
+Two references run the same workload instead of ``final``: ``--pool``,
+``ThreadPoolExecutor`` (``submit``, then ``shutdown``), and
+``--floor[=FEATURES]``, the lab's ``FloorQueue`` (``floor.py``) with the
+comma-separated features of ``final`` named, each one final's own code:
+``--floor`` alone is the least such a queue costs, and
+``--floor=fairness`` minus ``--floor`` what fairness adds to it.
+
 It holds its worker with its own gate rather than ``measure_profile``'s,
-and uses nothing but ``jobqueue.final``'s public API, so that the same file
-also runs against an older tree on ``PYTHONPATH`` (one without the lab's
-newer modules) for a before-and-after count.
+and, unless asked for ``--floor``, uses nothing but ``jobqueue.final``'s
+public API, so that the same file also runs against an older tree on
+``PYTHONPATH`` (one without the lab's newer modules) for a before-and-after
+count.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import tempfile
 import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 from jobqueue import final
@@ -54,18 +65,38 @@ def main(argv: list[str]) -> None:
         with lock:
             done[0] += 1
 
-    with tempfile.TemporaryDirectory(prefix="jobqueue-hotpath-") as directory:
-        path = os.path.join(directory, "jobs.log") if "--durable" in argv else None
-        config = final.Config(num_workers=1, queue_size=jobs + 1, handler=handler)
-        with final.JobQueue(replace(config, persist_path=path)) as queue:
-            queue.enqueue(final.Job(id="gate", payload=b"gate"))
-            inside.wait()
-            for job in built:
-                queue.enqueue(job)
-            gate.set()
-            queue.join()
+    with _opened(argv, handler, jobs + 1) as (put, join):
+        put(final.Job(id="gate", payload=b"gate"))
+        inside.wait()
+        for job in built:
+            put(job)
+        gate.set()
+        join()
     if done[0] != jobs + 1:
         raise SystemExit(f"ran {done[0]} jobs of {jobs + 1}")
+
+
+@contextlib.contextmanager
+def _opened(
+    argv: list[str], handler: Callable[[bytes], None], size: int
+) -> Iterator[tuple[Callable[[final.Job], object], Callable[[], object]]]:
+    """(put, join) of the queue ``argv`` asks for, with one worker and room for ``size``."""
+    floor = [arg for arg in argv if arg.split("=")[0] == "--floor"]
+    if "--pool" in argv:
+        pool = ThreadPoolExecutor(max_workers=1)
+        yield (lambda job: pool.submit(handler, job.payload)), pool.shutdown
+    elif floor:
+        from jobqueue.lab.floor import FloorQueue
+
+        features = [f for f in floor[0].partition("=")[2].split(",") if f]
+        with FloorQueue(handler, queue_size=size, features=features) as queue:
+            yield queue.enqueue, queue.join
+    else:
+        with tempfile.TemporaryDirectory(prefix="jobqueue-hotpath-") as directory:
+            path = os.path.join(directory, "jobs.log") if "--durable" in argv else None
+            config = final.Config(num_workers=1, queue_size=size, handler=handler)
+            with final.JobQueue(replace(config, persist_path=path)) as queue:
+                yield queue.enqueue, queue.join
 
 
 if __name__ == "__main__":
