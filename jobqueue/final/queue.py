@@ -55,6 +55,7 @@ from jobqueue.final.logfields import job_fields, log_failed_run
 from jobqueue.final.metrics import Counters, Metrics, PriorityMetrics
 from jobqueue.final.speed import Condition as _Condition
 from jobqueue.final.speed import Entry as _Entry
+from jobqueue.final.speed import new_mutex
 from jobqueue.final.status import StatusBook
 from jobqueue.final.storage import Storage, open_storage
 from jobqueue.final.waits import WaitTimes
@@ -112,7 +113,7 @@ class JobQueue:
         self._dead = DeadLetters(config.status_history)  # operators: dead()/requeue()
         self._pauses = pause.Pauses()  # operators: pause()/resume()
         self._waits = WaitTimes()  # operators: wait percentiles in metrics()
-        self._mutex = threading.Lock()
+        self._mutex = new_mutex()  # never handed to a thread without the GIL: speed.py
         # Waiters: workers.  Notified by enqueue(), by a failed job's retry
         # (a new earliest due time), and by close().
         self._not_empty = _Condition(self._mutex)

@@ -35,7 +35,7 @@ from types import TracebackType
 
 from jobqueue.final.fairness import FairPicker
 from jobqueue.final.metrics import Counters
-from jobqueue.final.speed import Condition
+from jobqueue.final.speed import Condition, new_mutex
 from jobqueue.final.status import StatusBook
 from jobqueue.final.waits import WaitTimes
 from jobqueue.lab import measure
@@ -71,7 +71,7 @@ class FloorQueue:
         self._statuses = StatusBook(10_000) if "status" in features else None
         self._counters = Counters(time.monotonic()) if "metrics" in features else None
         self._waits = WaitTimes()
-        self._mutex = threading.Lock()
+        self._mutex = new_mutex()  # final's lock, which never convoys (final/speed.py)
         self._not_empty = Condition(self._mutex)  # notified by enqueue() and close()
         self._not_full = Condition(self._mutex)  # notified by a worker taking a job
         self._all_done = threading.Condition(self._mutex)  # by the last job's end
