@@ -16,7 +16,7 @@ import pytest
 from jobqueue.lab import hotpath, measure
 from jobqueue.lab.bench_plan import SECTIONS
 from jobqueue.lab.cli import main
-from jobqueue.lab.floor import FloorQueue
+from jobqueue.lab.floor import FLOORS, FloorQueue
 from jobqueue.lab.machine import KEYS, read_machine
 from jobqueue.vocabulary import Job, Priority
 
@@ -41,7 +41,7 @@ def test_quick_bench_writes_every_section(
     for section in report["sections"].values():
         assert section["rows"], "every section has rows"
         for row in section["rows"]:
-            assert row["target"] in measure.TARGETS
+            assert row["target"] in measure.TARGETS or row["target"] in FLOORS
     throughput = {row["target"]: row for row in report["sections"]["throughput"]["rows"]}
     assert set(throughput) == set(measure.TARGETS)
     for target in measure.MEMORY_TARGETS:  # the in-memory targets always run
@@ -53,6 +53,8 @@ def test_quick_bench_writes_every_section(
     realistic = report["sections"]["realistic"]
     keys = {(row["target"], row["batch"]) for row in realistic["rows"]}
     assert {("final", 1), ("threadpool", 1), ("final", 100)} <= keys
+    assert {("floor", 1), ("floor+features", 1)} <= keys  # the measuring sticks beside final
+    assert "floor" in printed
     for row in realistic["rows"]:  # every figure with its spread across repetitions
         assert row["status"] != "ok" or row["spread"]["min"] <= row["jobs_per_second"]
     assert {row["target"] for row in realistic["latency"]} >= {"final", "threadpool"}

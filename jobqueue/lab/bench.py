@@ -200,7 +200,9 @@ def _realistic_tables(section: dict[str, Any]) -> list[Table]:
             _times(row.get("vs_final_in_memory")),
         )
     table.caption = (
-        "batch -: enqueue per job; n: enqueue_many, n jobs a call; "
+        "batch -: enqueue per job; n: enqueue_many, n jobs a call; floor: lab/floor.py, "
+        "a queue with none of final's features, floor+features: with its fairness, status "
+        "and metrics (measuring sticks, not stages); "
         "x pool: over the pool's single submits, x mem: over final in memory at the same "
         "batch size, each the median of the ratios within one repetition; min-max: the "
         "spread across repetitions"

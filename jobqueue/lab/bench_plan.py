@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from jobqueue.lab import measure, measure_profile
+from jobqueue.lab import floor, measure, measure_profile
 from jobqueue.lab.measure import TARGETS
 
 __all__ = [
@@ -206,11 +206,17 @@ def plan(
 
 def _realistic(sizes: Sizes, rep: int, targets: tuple[str, ...]) -> list[Step]:
     """One repetition of the realistic profile: a counting handler (a shared lock),
-    mixed priorities; single enqueues, then batches, then paced latency."""
+    mixed priorities; single enqueues (and the two floors), then batches, then
+    paced latency."""
     steps = []
     jobs, batch = sizes.realistic_jobs, sizes.realistic_batch
-    for target in _rotate(targets, rep):
-        run = _bind(measure.throughput, target, jobs, handler=measure.counting(), mixed=True)
+    # The floors (lab/floor.py) beside final: what a queue without its features reaches.
+    floors = tuple(floor.FLOORS) if "final" in targets else ()
+    for target in _rotate((*targets, *floors), rep):
+        if target in floor.FLOORS:
+            run = _bind(floor.throughput, jobs, floor.FLOORS[target])
+        else:
+            run = _bind(measure.throughput, target, jobs, handler=measure.counting(), mixed=True)
         steps.append(Step("realistic", (target, 1), rep, run))
     for target in _rotate(_only(("final", "final-durable-interval"), targets), rep):
         run = _bind(

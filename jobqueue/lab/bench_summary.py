@@ -462,6 +462,23 @@ def goals(sections: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def _floors(sections: dict[str, Any]) -> str:
+    """What the floors of the realistic section reached, if they ran: how far a queue
+    without final's features gets, and with them."""
+    rows = {
+        r["target"]: r
+        for r in sections.get("realistic", {}).get("rows", [])
+        if r.get("status") == "ok" and r["batch"] == 1 and "vs_threadpool" in r
+    }
+    bare, full = rows.get("floor"), rows.get("floor+features")
+    if bare is None or full is None:
+        return ""
+    return (
+        f"; a queue without its features (floor) reaches {bare['vs_threadpool']:.2f}x, "
+        f"with fairness, status and metrics {full['vs_threadpool']:.2f}x"
+    )
+
+
 def _profile_reasons(sections: dict[str, Any], durable: str, batch: int) -> dict[str, str]:
     """For each realistic goal, the profile's figures that explain a miss (if it ran)."""
     rows = {
@@ -484,7 +501,9 @@ def _profile_reasons(sections: dict[str, Any], durable: str, batch: int) -> dict
         return text
 
     if mem is not None:
-        whys["realistic: final in memory ≥ 3x the pool"] = serial_cost("final", mem)
+        whys["realistic: final in memory ≥ 3x the pool"] = serial_cost("final", mem) + _floors(
+            sections
+        )
     if disk is not None:
         whys[f"realistic: {durable} ≥ 1.5x the pool"] = (
             serial_cost("durable", disk)

@@ -6,7 +6,9 @@ speed goal, ``lab/hotpath.py`` counts the instructions per job of
 :class:`FloorQueue`, with none, some or all of those features switched on,
 beside ``final`` itself and ``ThreadPoolExecutor``.
 
-Run as ``python -m jobqueue.lab.floor [JOBS [REPEAT]]``, it times the
+``jobqueue bench`` times both floors in its realistic section, and the
+in-memory goal's row of its goals table cites them.  Run as
+``python -m jobqueue.lab.floor [JOBS [REPEAT]]``, this module alone times the
 realistic profile's workload (``measure.py``: four workers, one producer,
 mixed priorities, a handler that counts under a shared lock) through the
 pool, the floor, the floor with every feature, and ``final`` in memory, in
@@ -41,11 +43,14 @@ from jobqueue.final.waits import WaitTimes
 from jobqueue.lab import measure
 from jobqueue.vocabulary import Handler, Job, Priority, QueueClosed, Status
 
-__all__ = ["FEATURES", "FloorQueue"]
+__all__ = ["FEATURES", "FLOORS", "FloorQueue", "compare", "throughput"]
 
 logger = logging.getLogger(__name__)
 
 FEATURES = ("fairness", "status", "metrics")  # metrics: the counters and the wait ages
+
+#: The two floors ``jobqueue bench`` times beside final: none of its features, and all three.
+FLOORS: dict[str, tuple[str, ...]] = {"floor": (), "floor+features": FEATURES}
 
 _PRIORITIES = tuple(Priority)
 
@@ -182,29 +187,28 @@ def compare(jobs: int = 50_000, repeat: int = 3) -> dict[str, list[float]]:
     """Microseconds per job of the realistic workload, by queue, one list entry per repetition."""
     timed: dict[str, list[float]] = {}
     for _ in range(repeat):
-        for name in ("threadpool", "floor", "floor+features", "final"):
-            if name.startswith("floor"):
-                seconds = _floor_run(jobs, FEATURES if name.endswith("features") else ())
+        for name in ("threadpool", *FLOORS, "final"):
+            if name in FLOORS:
+                run = throughput(jobs, FLOORS[name])
             else:
-                run = measure.throughput(
-                    name, jobs, handler=measure.counting(), mixed=True, workers=measure.WORKERS
-                )
-                seconds = run.seconds
-            timed.setdefault(name, []).append(seconds / jobs * 1e6)
+                run = measure.throughput(name, jobs, handler=measure.counting(), mixed=True)
+            timed.setdefault(name, []).append(run.seconds / jobs * 1e6)
     return timed
 
 
-def _floor_run(jobs: int, features: Collection[str]) -> float:
-    """The realistic workload through a FloorQueue, timed as ``measure.throughput`` times it."""
+def throughput(jobs: int, features: Collection[str] = ()) -> measure.ThroughputResult:
+    """The realistic workload through a FloorQueue with ``features``, timed as
+    ``measure.throughput`` times its targets: first enqueue to the return of join()."""
+    name = "+".join(("floor", *features))
     items = [Job(id=f"j{i}", payload=b"x" * 16, priority=_PRIORITIES[i % 3]) for i in range(jobs)]
-    handler = measure.counting()
-    with FloorQueue(handler, num_workers=measure.WORKERS, features=features) as queue:
+    with FloorQueue(measure.counting(), num_workers=measure.WORKERS, features=features) as queue:
         put = queue.enqueue
         start = time.perf_counter()
         for item in items:
             put(item)
         queue.join()
-        return time.perf_counter() - start
+        seconds = time.perf_counter() - start
+    return measure.ThroughputResult(name, jobs, measure.WORKERS, 1, seconds)
 
 
 def main(argv: list[str]) -> None:
