@@ -27,7 +27,7 @@ workers wait on one Condition, ``not_empty``, that means "some deque has a
 job".  One lock also keeps the counters exact without atomics: every counter
 changes under the same mutex as the state it counts.
 
-Three speed shortcuts keep it fast; ``speed.py`` fences them, each with the
+Four speed shortcuts keep it fast; ``speed.py`` fences them, each with the
 figure that pays for it, so that a diff against ``improved`` shows the fixes.
 """
 
@@ -113,7 +113,7 @@ class JobQueue:
         self._dead = DeadLetters(config.status_history)  # operators: dead()/requeue()
         self._pauses = pause.Pauses()  # operators: pause()/resume()
         self._waits = WaitTimes()  # operators: wait percentiles in metrics()
-        self._mutex = new_mutex()  # never handed to a thread without the GIL: speed.py
+        self._mutex = new_mutex()  # yields the GIL before it sleeps: speed.py
         # Waiters: workers.  Notified by enqueue(), by a failed job's retry
         # (a new earliest due time), and by close().
         self._not_empty = _Condition(self._mutex)

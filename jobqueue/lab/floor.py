@@ -76,7 +76,7 @@ class FloorQueue:
         self._statuses = StatusBook(10_000) if "status" in features else None
         self._counters = Counters(time.monotonic()) if "metrics" in features else None
         self._waits = WaitTimes()
-        self._mutex = new_mutex()  # final's lock, which never convoys (final/speed.py)
+        self._mutex = new_mutex()  # final's lock, which breaks convoys (final/speed.py)
         self._not_empty = Condition(self._mutex)  # notified by enqueue() and close()
         self._not_full = Condition(self._mutex)  # notified by a worker taking a job
         self._all_done = threading.Condition(self._mutex)  # by the last job's end
