@@ -113,7 +113,7 @@ class JobQueue:
         self._dead = DeadLetters(config.status_history)  # operators: dead()/requeue()
         self._pauses = pause.Pauses()  # operators: pause()/resume()
         self._waits = WaitTimes()  # operators: wait percentiles in metrics()
-        self._mutex = new_mutex()  # yields the GIL before it sleeps: speed.py
+        self._mutex = new_mutex()  # polls rather than sleeps: speed.py
         # Waiters: workers.  Notified by enqueue(), by a failed job's retry
         # (a new earliest due time), and by close().
         self._not_empty = _Condition(self._mutex)

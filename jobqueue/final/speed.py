@@ -14,7 +14,7 @@ critical section does not hand the contended mutex (and the GIL) to another
 thread in between.  That is why ``_job_done`` returns a job, and the worker
 loop passes it on.
 
-4. :class:`Mutex`, the queue's one lock, yields the GIL before it sleeps.  Under
+4. :class:`Mutex`, the queue's one lock, polls instead of sleeping.  Under
    the realistic profile (4 workers, one producer, mixed priorities, a
    handler that counts under a shared lock; ``python -m jobqueue.lab.floor``)
    final without it runs 19.8-20.9 µs per job, 1.25-1.36x the thread pool;
@@ -26,6 +26,7 @@ from __future__ import annotations
 import threading
 import time
 from _thread import LockType
+from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import cast
@@ -46,6 +47,10 @@ class Entry:
     queued: float = 0.0  # time.monotonic() since when it waits for a worker (waits.py)
 
 
+#: Threads that may poll one Mutex at once; more queue in the kernel.
+_MAX_POLLING = 8
+
+
 class Mutex:
     """A lock that is not handed to a thread that cannot run, if it can help it (4).
 
@@ -59,14 +64,20 @@ class Mutex:
     then on every job costs a sleep and a wake-up: 0.8 to 1.7 voluntary
     context switches per job, where a few in a hundred would do.
 
-    So ``acquire``, when the lock is taken, first gives up the GIL once
-    (``time.sleep(0)``): the holder is most likely a thread waiting for the
-    GIL to finish its critical section, and it can, and release.  Only if the
-    lock is still taken does ``acquire`` sleep on it.  That one yield breaks
-    the cycle above: 0.03 to 0.08 switches per job.  Polling longer breaks it
-    no better and makes a herd slow: 2,000 idle workers woken at once by
-    ``close()`` took 0.5-1.0 s to stop with this, 0.4-0.5 s on
-    ``threading.Lock``, 1.4 s when each polled five times (0 to 160 µs apart).
+    So ``acquire`` does not sleep on a taken lock: it retries, and between
+    tries gives up the GIL (``time.sleep``: first for no time, then 20 µs
+    doubling to at most 1 ms), so that the holder, most likely a thread
+    waiting for the GIL to finish its critical section, can finish and
+    release.  The lock then goes to a thread that can run, and the cycle
+    above never starts: 0.01 to 0.04 switches per job.  Sleeping on the lock
+    after one yield left the convoy in place (0.6 switches per job); after two
+    tries, 0.1.  Polling has a cost when thousands of threads want the lock at
+    once (``close()`` waking 2,000 idle workers took 6.4 s to stop, every one
+    fighting for the GIL to poll, against 0.4 s on ``threading.Lock``), so at
+    most ``_MAX_POLLING`` threads poll and the rest sleep on the lock as they
+    would on any other: 0.4-0.9 s.  A holder that blocks inside its critical
+    section (none of ``queue.py``'s does) costs a poller a try per
+    millisecond, not a busy loop.
 
     Figures, three alternating repetitions of the realistic workload, µs per
     job and ratio to ThreadPoolExecutor of the same repetition: a queue with no
@@ -77,21 +88,34 @@ class Mutex:
     critical sections".
     """
 
-    __slots__ = ("_try", "locked", "release")
+    __slots__ = ("_polling", "_try", "locked", "release")
 
     def __init__(self) -> None:
         lock = threading.Lock()
         self._try = lock.acquire
         self.release = lock.release
         self.locked = lock.locked
+        self._polling: deque[None] = deque()  # one item per thread polling (deque: atomic)
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
         if self._try(False):
             return True
         if not blocking:
             return False
-        time.sleep(0)  # gives up the GIL: the holder may be waiting for it to release
-        return self._try(True, timeout)
+        if len(self._polling) >= _MAX_POLLING:  # a herd: queue in the kernel, as for any lock
+            return self._try(True, timeout)
+        self._polling.append(None)
+        try:
+            deadline = None if timeout < 0 else time.monotonic() + timeout
+            pause = 0.0
+            while not self._try(False):
+                if deadline is not None and time.monotonic() >= deadline:
+                    return False
+                time.sleep(pause)  # gives up the GIL: the holder may be waiting for it
+                pause = min(pause * 2 or 20e-6, 1e-3)
+            return True
+        finally:
+            self._polling.pop()
 
     __enter__ = acquire  # `with mutex:` costs one call of ours, not two
 
