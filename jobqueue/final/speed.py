@@ -18,7 +18,7 @@ loop passes it on.
    the realistic profile (4 workers, one producer, mixed priorities, a
    handler that counts under a shared lock; ``python -m jobqueue.lab.floor``)
    final without it runs 19.8-20.9 µs per job, 1.25-1.36x the thread pool;
-   with it 15.2-17.6 µs, 1.50-1.67x.  Its class docstring says why.
+   with it 15.2-17.6 µs, 1.50-1.70x.  Its class docstring says why.
 """
 
 from __future__ import annotations
