@@ -17,6 +17,7 @@ from jobqueue.lab import hotpath, measure
 from jobqueue.lab.bench_plan import SECTIONS
 from jobqueue.lab.cli import main
 from jobqueue.lab.floor import FLOORS, FloorQueue
+from jobqueue.lab.floor import compare as floor_compare
 from jobqueue.lab.machine import KEYS, read_machine
 from jobqueue.vocabulary import Job, Priority
 
@@ -193,3 +194,9 @@ def test_floor_runs_jobs_in_strict_priority_order_without_fairness() -> None:
         gate.set()
         queue.join()
     assert order == [b"held", b"HIGH", b"MEDIUM", b"LOW"]
+
+
+def test_floor_compare_times_the_pool_both_floors_and_final() -> None:
+    timed = floor_compare(jobs=60, repeat=1)
+    assert set(timed) == {"threadpool", *FLOORS, "final"}
+    assert all(len(us) == 1 and us[0] > 0 for us in timed.values())
