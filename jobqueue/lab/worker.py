@@ -236,8 +236,11 @@ def on_stop_signals(first: Callable[[], None], second: Callable[[], None]) -> It
             second()
             return
         fired = True
-        logger.warning("%s: stopping intake, jobs in flight finish", signal.Signals(signum).name)
         first()
+        _say(
+            logging.WARNING,
+            f"{signal.Signals(signum).name}: stopping intake, jobs in flight finish",
+        )
 
     previous = {signum: signal.signal(signum, handle) for signum in STOP_SIGNALS}
     try:
@@ -247,10 +250,27 @@ def on_stop_signals(first: Callable[[], None], second: Callable[[], None]) -> It
             signal.signal(signum, handler)
 
 
+def _say(level: int, message: str) -> None:
+    """Log ``message`` from a signal handler, or write it to stderr if logging cannot.
+
+    A handler runs in the main thread between two of its steps, and that
+    thread may be in the middle of writing a log line itself: the stream's
+    buffer then refuses the handler's line ("reentrant call").  The message
+    must not turn into an exception that stops the handler halfway.
+    """
+    try:
+        logger.log(level, "%s", message)
+    except RuntimeError:
+        os.write(2, f"{logging.getLevelName(level)} {__name__}: {message}\n".encode())
+
+
 def _exit_now() -> None:
-    logger.error("second signal: exiting without waiting for jobs in flight")
-    logging.shutdown()
-    os._exit(1)  # the worker threads are not daemons: only this leaves them behind
+    try:
+        _say(logging.ERROR, "second signal: exiting without waiting for jobs in flight")
+        with contextlib.suppress(RuntimeError):  # as in _say: a line may be half written
+            logging.shutdown()
+    finally:
+        os._exit(1)  # the worker threads are not daemons: only this leaves them behind
 
 
 def run_one(
@@ -322,10 +342,10 @@ def supervise(options: WorkerOptions, open_queue: OpenQueue = open_postgres_queu
         os.write(wake_write, b"x")
 
     def kill_children() -> None:
-        logger.error("second signal: killing the worker processes")
         for child in children:
             if child.is_alive():
                 child.kill()
+        _say(logging.ERROR, "second signal: killed the worker processes")
 
     try:
         with on_stop_signals(stop, kill_children):
