@@ -126,10 +126,10 @@ class JobQueue(extras.Extras):
         """Add ``job``, to be run by the handler it names, or ``Config.handler``.
 
         Blocks while the job's priority queue is full; raises ``QueueFull`` if
-        ``timeout`` seconds pass first, ``QueueClosed`` after ``close()``,
-        ``DuplicateJobError`` if a job with this id is still live, and
-        ``PersistenceError`` if the log cannot record it.  When it returns,
-        the job is accepted: with ``persist_path``, it is in the log.
+        ``timeout`` seconds pass first, ``QueueClosed`` after ``close()``.
+        Fix: status by id, so ``DuplicateJobError`` if this id is still live.
+        Fix: persistence.  With ``persist_path``, the job is in the log when this
+        returns; ``PersistenceError`` if the log cannot record it.
         """
         self._accept(_Entry(*self._handlers.resolve(job, None)), timeout)
 
