@@ -75,7 +75,7 @@ class JobQueue(extras.Extras):
         self._config = config = final_config(config)
         # Fix: one bounded deque per priority, indexed by Priority (HIGH = 0).
         self._queues: tuple[deque[_Entry], ...] = tuple(deque() for _ in Priority)
-        # Jobs waiting out a backoff: a heap of (due, tie-breaker, entry).
+        # Jobs waiting out a backoff, or for their run_at: a heap of (due, tie-breaker, entry).
         self._retries: list[tuple[float, int, _Entry]] = []
         self._tie = itertools.count()  # keeps heap order FIFO for equal due times
         self._mutex = speed.new_mutex()  # polls rather than sleeps: speed.py
@@ -102,7 +102,7 @@ class JobQueue(extras.Extras):
         self._durable = config.persist_path is not None
         self._reserved = [0] * len(Priority)  # slots held by enqueues writing to the log
         self._log_closer: threading.Thread | None = None  # see close()
-        self._open_extras(config)  # handlers by name, dead letters, pauses...: extras.py
+        self._open_extras(config)  # handlers, dead letters, pauses, waits, retrying: extras.py
         recovery.restore(self)  # before any worker starts
         self._workers = [
             threading.Thread(target=_worker, args=(self,), name=f"jobqueue-final-{i}")
