@@ -277,8 +277,10 @@ class JobQueue(extras.Extras):
                 for not_full in self._not_full:
                     not_full.notify_all()  # blocked producers raise QueueClosed
                 self._room.notify_all()
-            if me in self._workers:  # a handler's close(): its worker closes the log,
-                self._log_closer = me  # once its job's outcome is in it (records.py)
+            if me in self._workers:
+                # A handler closes its queue: closing the log before its job's outcome
+                # is written would run the job again after a restart.  Its worker will.
+                self._log_closer = me
         futures.abandon_all(orphans, self._durable)
         deadline = time.monotonic() + self._config.shutdown_timeout
         for worker in self._workers:
