@@ -2,7 +2,8 @@
 ``fairness.py``, ``status.py``, ``metrics.py``, ``storage.py``, ``recovery.py``,
 ``log/`` and ``speed.py``; then the handler's API: ``context.py``
 (``current_job()``), ``futures.py`` (``submit()``), ``cancellation.py``
-(``cancel()``) and ``schedule.py`` (``Job.run_at``)."""
+(``cancel()``) and ``schedule.py`` (``Job.run_at``); ``extras.py`` holds the
+calls beyond ``improved``'s API, each one line into its module."""
 
 from jobqueue import vocabulary
 from jobqueue.final.config import FSYNC_POLICIES, Config

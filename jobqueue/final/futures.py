@@ -37,7 +37,16 @@ from jobqueue.vocabulary import Job, QueueClosed
 if TYPE_CHECKING:
     from jobqueue.final.queue import JobQueue
 
-__all__ = ["JobFuture", "abandoned", "cancelled", "of", "resolve", "settle", "submit"]
+__all__ = [
+    "JobFuture",
+    "abandon_all",
+    "abandoned",
+    "cancelled",
+    "of",
+    "resolve",
+    "settle",
+    "submit",
+]
 
 #: How a future cancels its job: ``cancellation.cancel(queue, job_id, future)``.
 Canceller = Callable[["JobQueue", str, "Future[object] | None"], bool]
@@ -94,6 +103,12 @@ def abandoned(future: Future[object], job_id: str, durable: bool) -> None:
     )
 
 
+def abandon_all(orphans: list[tuple[str, Future[object]]], durable: bool) -> None:
+    """``abandoned`` for each (job id, future) of ``orphans``, from :func:`of`."""
+    for job_id, future in orphans:
+        abandoned(future, job_id, durable)
+
+
 def of(
     queues: tuple[deque[Entry], ...], heap: list[tuple[float, int, Entry]]
 ) -> list[tuple[str, Future[object]]]:
@@ -111,17 +126,13 @@ def submit(jq: JobQueue, job: Job, timeout: float | None, cancel: Canceller) -> 
 
 
 def settle(
-    future: Future[object],
-    job_id: str,
-    error: BaseException | None,
-    result: object,
-    *,
-    dropped_retry: bool,
-    durable: bool,
+    entry: Entry, error: BaseException | None, result: object, *, dropped: bool, durable: bool
 ) -> None:
-    """The job's last run in this queue ended; its status is final.  ``dropped_retry``:
+    """The last run in this queue of ``entry``'s job ended; its status is final.  Call it
+    without the queue's mutex: the future's callbacks may call the queue.  ``dropped``:
     it failed while ``close()`` ran, and its retry is left to the log (if ``durable``)."""
-    if dropped_retry:
-        abandoned(future, job_id, durable)
+    assert entry.future is not None
+    if dropped:
+        abandoned(entry.future, entry.job.id, durable)
     else:
-        resolve(future, error, result)
+        resolve(entry.future, error, result)

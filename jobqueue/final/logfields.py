@@ -13,8 +13,10 @@ queue logs about one job carries them as attributes of the ``LogRecord``
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
+from jobqueue.final.speed import Entry
 from jobqueue.vocabulary import Job
 
 __all__ = ["job_fields", "log_failed_run"]
@@ -29,17 +31,12 @@ def job_fields(job: Job, attempt: int, duration: float | None = None) -> dict[st
 
 
 def log_failed_run(
-    logger: logging.Logger,
-    job: Job,
-    attempt: int,
-    error: BaseException,
-    *,
-    delay: float | None,
-    duration: float,
+    logger: logging.Logger, entry: Entry, attempt: int, error: BaseException, delay: float | None
 ) -> None:
-    """Log a failed run: at INFO if it is retried in ``delay`` seconds, at ERROR if
-    ``delay`` is None (the job failed for good: a dead letter)."""
-    extra = job_fields(job, attempt, duration)
+    """Log a failed run of ``entry``'s job: at INFO if it is retried in ``delay`` seconds,
+    at ERROR if ``delay`` is None (the job failed for good: a dead letter)."""
+    job = entry.job
+    extra = job_fields(job, attempt, time.monotonic() - entry.started)
     if delay is not None:
         logger.info(
             "job %r failed (%r); retry %d in %.3gs", job.id, error, attempt, delay, extra=extra

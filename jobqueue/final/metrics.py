@@ -9,14 +9,19 @@ is the number of unfinished jobs at one instant).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 from jobqueue.final.waits import WaitTimes
 from jobqueue.vocabulary import Priority
 
-__all__ = ["Counters", "Metrics", "PriorityMetrics"]
+if TYPE_CHECKING:
+    from jobqueue.final.queue import JobQueue
+
+__all__ = ["Counters", "Metrics", "PriorityMetrics", "queue_snapshot"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,3 +159,17 @@ class Counters:
             uptime=uptime,
             paused=paused,
         )
+
+
+def queue_snapshot(jq: JobQueue) -> Metrics:
+    """``jq.metrics()``: what the in-memory queue ``jq`` holds, and its counters.
+    Caller holds its mutex."""
+    return jq._counters.snapshot(
+        queued=[len(waiting) for waiting in jq._queues],
+        retrying=list(jq._retrying),
+        workers=jq._config.num_workers,
+        now=time.monotonic(),
+        oldest=[waiting[0].queued if waiting else 0.0 for waiting in jq._queues],
+        waits=jq._waits,
+        paused=jq._pauses.frozen(),
+    )

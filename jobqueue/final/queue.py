@@ -1,24 +1,13 @@
-"""Stage 3 of 3: the final job queue, ready for production.
+"""Stage 3 of 3: the final job queue.
 
 Builds on: ``jobqueue.improved``.
 Adds, one fix per improved problem:
 
-- No starvation: token fairness; a waiting LOW job runs after at most
-  ``fairness_tokens`` HIGH jobs (``fairness.py``).
-- Status by id, over the whole life of a job (``status.py``).
-- Persistence: with ``persist_path``, a log (``log/``, behind the ``Storage``
-  seam of ``storage.py``; what the queue writes when: ``records.py``) that a
-  restart runs again (``recovery.py``): queued jobs, jobs in flight at a
-  crash, retries with their attempts and remaining backoff.  Delivery is at
-  least once (docs/durability.md).
-- Metrics per priority and worker utilization (``metrics.py``).
-
-For users and operators, each in its own module (``queue.py`` only calls
-into them): futures (``futures.py``), cancel (``cancellation.py``), delayed
-jobs (``schedule.py``), dead letters (``dead.py``), wait age (``waits.py``),
-pause and resume (``pause.py``), structured log fields (``logfields.py``);
-outside the queue, a Prometheus collector (``prometheus.py``) and graceful
-stop on a signal (``signals.py``).
+- Fair priority: a waiting LOW job runs after at most ``fairness_tokens``
+  HIGH jobs (``fairness.py``).
+- Status by id: ``status()`` follows a job from enqueue to its end (``status.py``).
+- Persistence: with ``persist_path``, queued jobs and retry state are in a log
+  (``records.py``) that a restart runs again (``recovery.py``), at least once.
 
 Go would give each priority a channel and ``select`` over them.  Python has
 no ``select`` over queues: a worker blocked in ``high.get()`` cannot also wake
@@ -27,8 +16,8 @@ workers wait on one Condition, ``not_empty``, that means "some deque has a
 job".  One lock also keeps the counters exact without atomics: every counter
 changes under the same mutex as the state it counts.
 
-Four speed shortcuts keep it fast; ``speed.py`` fences them, each with the
-figure that pays for it, so that a diff against ``improved`` shows the fixes.
+Beside the fixes, fenced so that a diff shows them: the calls beyond
+``improved``'s API (``extras.py``) and four speed shortcuts (``speed.py``).
 """
 
 from __future__ import annotations
@@ -39,26 +28,19 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import replace
 from types import TracebackType
 from typing import Self
 
 from jobqueue import vocabulary
-from jobqueue.final import cancellation, dead, futures, pause, records, recovery, schedule
-from jobqueue.final.config import FSYNC_POLICIES, Config, final_config
-from jobqueue.final.context import enter_worker
-from jobqueue.final.dead import DeadJob, DeadLetters
+from jobqueue.final import context, extras, futures, logfields, records, recovery, schedule, speed
+from jobqueue.final.config import Config, final_config
 from jobqueue.final.fairness import FairPicker
-from jobqueue.final.handlers import Handlers
-from jobqueue.final.logfields import job_fields, log_failed_run
-from jobqueue.final.metrics import Counters, Metrics, PriorityMetrics
-from jobqueue.final.speed import Condition as _Condition
+from jobqueue.final.metrics import Counters, Metrics, queue_snapshot
 from jobqueue.final.speed import Entry as _Entry
-from jobqueue.final.speed import new_mutex
 from jobqueue.final.status import StatusBook
-from jobqueue.final.storage import Storage, open_storage
-from jobqueue.final.waits import WaitTimes
+from jobqueue.final.storage import open_storage
 from jobqueue.vocabulary import *  # noqa: F403  (re-exported: see __all__)
 from jobqueue.vocabulary import (
     Handler,
@@ -75,65 +57,52 @@ from jobqueue.vocabulary import (
     wait_seconds,
 )
 
-__all__ = ["FSYNC_POLICIES", "Config", "DeadJob", "JobQueue", "Metrics", "PriorityMetrics"]
+__all__ = ["Config", "JobQueue", "Metrics"]
 __all__ += vocabulary.__all__
 
 logger = logging.getLogger(__name__)
 
-# -- public types: Job, Priority and Status come from jobqueue.vocabulary,
-#    Config from config.py, Metrics and PriorityMetrics from metrics.py.
+# -- public types: Job, Priority, Status from jobqueue.vocabulary; Config, Metrics: final's.
 
 
 # -- errors: the shared hierarchy in jobqueue.vocabulary.
 
 
-class JobQueue:
-    """A fixed pool of worker threads draining three bounded priority queues, fairly."""
-
-    def __new__(cls, config: vocabulary.Config | None = None) -> JobQueue:
-        # Config(postgres_url=...) gets the queue that processes share (final/postgres/).
-        if cls is JobQueue and getattr(config, "postgres_url", None) is not None:
-            from jobqueue.final.postgres import PostgresJobQueue
-
-            return super().__new__(PostgresJobQueue)
-        return super().__new__(cls)
+class JobQueue(extras.Extras):
+    """A fixed pool of worker threads draining three bounded priority queues."""
 
     def __init__(self, config: vocabulary.Config | None = None) -> None:
         self._config = config = final_config(config)
         # Fix: one bounded deque per priority, indexed by Priority (HIGH = 0).
         self._queues: tuple[deque[_Entry], ...] = tuple(deque() for _ in Priority)
-        self._reserved = [0] * len(Priority)  # slots held by enqueues writing to storage
         # Jobs waiting out a backoff, or for their run_at: a heap of (due, tie-breaker, entry).
         self._retries: list[tuple[float, int, _Entry]] = []
-        self._retrying = [0] * len(Priority)
         self._tie = itertools.count()  # keeps heap order FIFO for equal due times
-        self._picker = FairPicker(config.fairness_tokens)  # Fix: fair priority
-        self._statuses = StatusBook(config.status_history)  # Fix: status by id
-        self._handlers = Handlers(config)
-        self._dead = DeadLetters(config.status_history)  # operators: dead()/requeue()
-        self._pauses = pause.Pauses()  # operators: pause()/resume()
-        self._waits = WaitTimes()  # operators: wait percentiles in metrics()
-        self._mutex = new_mutex()  # polls rather than sleeps: speed.py
+        self._mutex = speed.new_mutex()  # polls rather than sleeps: speed.py
         # Waiters: workers.  Notified by enqueue(), by a failed job's retry
         # (a new earliest due time), and by close().
-        self._not_empty = _Condition(self._mutex)
+        self._not_empty = speed.Condition(self._mutex)
         # Waiters: producers blocked on a full queue, one Condition per priority
         # so freeing a LOW slot does not wake HIGH producers.  Notified by a
         # worker taking a job of that priority, and by close().
-        self._not_full = tuple(_Condition(self._mutex) for _ in Priority)
+        self._not_full = tuple(speed.Condition(self._mutex) for _ in Priority)
         # Waiters: enqueue_many() batches waiting for room for all their jobs.
         # Notified (all) by a worker taking a job while one waits, and by close().
         self._room = threading.Condition(self._mutex)
         self._batches_waiting = 0
         # Waiters: join().  Notified when the last unfinished job ends.
         self._all_done = threading.Condition(self._mutex)
-        self._unfinished = 0  # accepted (or being written), neither finished nor dropped
-        self._counters = Counters(time.monotonic())
+        self._unfinished = 0  # accepted, neither finished nor dropped
+        self._counters = Counters(time.monotonic())  # per priority: metrics.py
+        self._picker = FairPicker(config.fairness_tokens)  # Fix: fair priority
+        self._statuses = StatusBook(config.status_history)  # Fix: status by id
         self._closed = False
-        self._log_closer: threading.Thread | None = None  # see close()
         self._in_handler = threading.local()  # .job: the job a worker thread is running
-        self._storage: Storage = open_storage(config)  # Fix: persistence
+        self._storage = open_storage(config)  # Fix: persistence
         self._durable = config.persist_path is not None
+        self._reserved = [0] * len(Priority)  # slots held by enqueues writing to the log
+        self._log_closer: threading.Thread | None = None  # see close()
+        self._open_extras(config)  # handlers, dead letters, pauses, waits, retrying: extras.py
         recovery.restore(self)  # before any worker starts
         self._workers = [
             threading.Thread(target=_worker, args=(self,), name=f"jobqueue-final-{i}")
@@ -157,21 +126,18 @@ class JobQueue:
         """Add ``job``, to be run by the handler it names, or ``Config.handler``.
 
         Blocks while the job's priority queue is full; raises ``QueueFull`` if
-        ``timeout`` seconds pass first, ``QueueClosed`` after ``close()``,
-        ``DuplicateJobError`` if a job with this id is still live, and
-        ``PersistenceError`` if the log cannot record it.  When it returns,
-        the job is accepted: with ``persist_path``, it is in the log.
+        ``timeout`` seconds pass first, ``QueueClosed`` after ``close()``.
+        Fix: status by id, so ``DuplicateJobError`` if this id is still live.
+        Fix: persistence.  With ``persist_path``, the job is in the log when this
+        returns; ``PersistenceError`` if the log cannot record it.
         """
         self._accept(_Entry(*self._handlers.resolve(job, None)), timeout)
 
     def enqueue_with_handler(
         self, job: Job, handler: Handler | None, timeout: float | None = None
     ) -> None:
-        """Add ``job``, to be run by ``handler`` (or the job's own, if None).
-
-        With ``persist_path``, ``handler`` must be ``Config.handler`` or one
-        of ``Config.handlers``: after a restart the job finds it by name.
-        """
+        """Add ``job``, to be run by ``handler`` (or the job's own, if None).  With
+        ``persist_path``, one of ``Config.handlers``: a restart finds it by name."""
         self._accept(_Entry(*self._handlers.resolve(job, handler)), timeout)
 
     def _accept(self, entry: _Entry, timeout: float | None, requeue: bool = False) -> None:
@@ -216,12 +182,11 @@ class JobQueue:
             self._not_empty.notify()
 
     def enqueue_many(self, jobs: Iterable[Job], timeout: float | None = None) -> None:
-        """Add every job of ``jobs``, each run by the handler it names: all or none.
+        """Add every job of ``jobs``, all or none, each run by the handler it names.
 
         Waits for room for the whole batch; raises ``ValueError`` if one
-        priority's share exceeds ``queue_size``, ``DuplicateJobError`` if an
-        id is in the batch twice or still live, and as ``enqueue`` otherwise.
-        With ``persist_path``, the batch costs one write (one fsync under "always").
+        priority's share exceeds ``queue_size``, and as ``enqueue`` otherwise.
+        Fix: status by id, so a duplicate id raises ``DuplicateJobError``.
         """
         entries = [_Entry(*self._handlers.resolve(job, None)) for job in jobs]
         check_timeout(timeout)
@@ -254,17 +219,8 @@ class JobQueue:
                 return
             for p, n in enumerate(shares):
                 self._reserved[p] += n
-        batch = [entry.job for entry in entries]
-        records.write_ahead(self, entries, self._storage.enqueued_many, batch)
-
-    def submit(self, job: Job, timeout: float | None = None) -> futures.JobFuture:
-        """``enqueue(job)``, and a Future of its outcome, local to this process (``futures.py``)."""
-        return futures.submit(self, job, timeout, cancellation.cancel)
-
-    def cancel(self, job_id: str) -> bool:
-        """True if a queued, scheduled or retrying job will now never run, even after a
-        restart; False if it is running, finished or unknown (``cancellation.py``)."""
-        return cancellation.cancel(self, job_id, None)
+        # Fix: persistence.  One write for the batch (one fsync under "always").
+        records.write_ahead(self, entries, self._storage.enqueued_many, [e.job for e in entries])
 
     def status(self, job_id: str) -> Status | None:
         """Fix: status by id.  None for an id this queue never saw (or forgot)."""
@@ -274,40 +230,14 @@ class JobQueue:
     def metrics(self) -> Metrics:
         """A consistent snapshot: totals, per-priority counters, worker utilization."""
         with self._mutex:
-            return self._counters.snapshot(
-                queued=[len(waiting) for waiting in self._queues],
-                retrying=list(self._retrying),
-                workers=self._config.num_workers,
-                now=time.monotonic(),
-                oldest=[waiting[0].queued if waiting else 0.0 for waiting in self._queues],
-                waits=self._waits,
-                paused=self._pauses.frozen(),
-            )
-
-    def dead(self, limit: int = 100) -> list[DeadJob]:
-        """Up to ``limit`` jobs that failed for good, newest first (``dead.py``)."""
-        with self._mutex:
-            return self._dead.newest(limit)
-
-    def requeue(self, job_id: str, timeout: float | None = None) -> bool:
-        """Queue a dead job again, QUEUED with its attempts reset; False if ``job_id``
-        is not a dead job (or is live again).  Blocks for room like ``enqueue``."""
-        return dead.requeue(self, job_id, timeout)
-
-    def pause(self, priority: Priority | None = None) -> None:
-        """Start no new job of ``priority`` (of any, if None); enqueues go on (``pause.py``)."""
-        pause.pause(self, priority, True)
-
-    def resume(self, priority: Priority | None = None) -> None:
-        """Undo ``pause``: ``priority``'s jobs (every one's, if None) start again."""
-        pause.pause(self, priority, False)
+            return queue_snapshot(self)
 
     def join(self, timeout: float | None = None) -> bool:
         """Wait until every accepted job has finished; False if ``timeout`` expired first.
 
-        Retries and delayed jobs count: a job waiting out its backoff, or for
-        its ``run_at``, is not finished.  From inside a handler it raises
-        ``RuntimeError``: it would wait for its own job forever.
+        Retries count: a job waiting out its backoff is not finished.  From
+        inside a handler it raises ``RuntimeError``: it would wait for its
+        own job forever.  A delayed job counts until it ran: ``Job.run_at``.
         """
         check_timeout(timeout)
         refuse_inside_handler(self._in_handler, "join()")
@@ -348,12 +278,10 @@ class JobQueue:
                     not_full.notify_all()  # blocked producers raise QueueClosed
                 self._room.notify_all()
             if me in self._workers:
-                # A handler closes its own queue: closing the log now would lose
-                # its job's outcome, and the job would run again after a clean
-                # restart.  Its worker closes the log once that is written.
+                # A handler closes its queue: closing the log before its job's outcome
+                # is written would run the job again after a restart.  Its worker will.
                 self._log_closer = me
-        for job_id, future in orphans:
-            futures.abandoned(future, job_id, self._durable)
+        futures.abandon_all(orphans, self._durable)
         deadline = time.monotonic() + self._config.shutdown_timeout
         for worker in self._workers:
             if worker is not me:  # close() from a handler
@@ -389,10 +317,8 @@ class JobQueue:
                 # Past the bound on purpose: this job was accepted already.
                 self._queues[due.job.priority].append(due)
             # Fix: fair priority.  The picker bounds how long LOW can wait.
-            waiting: Sequence[object] = self._queues
-            if self._pauses.any:  # fairness among what is not paused
-                waiting = self._pauses.mask(waiting)
-            priority = self._picker.choose(waiting)
+            waiting = self._pauses.mask(self._queues) if self._pauses.any else self._queues
+            priority = self._picker.choose(waiting)  # paused priorities look empty
             if priority is not None:
                 entry = self._queues[priority].popleft()
                 entry.started = now
@@ -424,14 +350,13 @@ class JobQueue:
         )
         delay = self._config.backoff(attempts) if retry else 0.0
         retry_in = delay if retry else None  # None: failed for good
+        # Log before taking the mutex: a slow log handler must not hold up every worker.
+        if error is not None:
+            logfields.log_failed_run(logger, entry, attempts, error, retry_in)
         dead = None  # Fix: persistence.  The log first, memory second (records.py).
         if self._durable or error is not None:
             dead = records.record_outcome(self._storage, job, attempts, error, retry_in)
         now = time.monotonic()
-        if error is not None:
-            log_failed_run(
-                logger, job, attempts, error, delay=retry_in, duration=now - entry.started
-            )
         with self._mutex:
             self._counters.run_ended(job.priority, entry.started, now)
             if error is None:
@@ -455,10 +380,7 @@ class JobQueue:
             self._finish()
             if entry.future is None:
                 return self._take()
-        # Unlocked: a future's callbacks may call this queue.
-        futures.settle(
-            entry.future, job.id, error, result, dropped_retry=retry, durable=self._durable
-        )
+        futures.settle(entry, error, result, dropped=retry, durable=self._durable)  # unlocked
         return self._next_job()
 
     def _finish(self, count: int = 1) -> None:
@@ -470,7 +392,7 @@ class JobQueue:
 
 def _worker(jq: JobQueue) -> None:
     """Take the next job, fairly, and run it, until close()."""
-    slot = enter_worker(jq)  # current_job(): context.py
+    slot = context.enter_worker(jq)  # current_job()
     entry = jq._next_job()
     while entry is not None:
         job = jq._in_handler.job = slot.job = entry.job
@@ -481,7 +403,7 @@ def _worker(jq: JobQueue) -> None:
         except BaseException as exc:
             # A failing handler never kills a worker, whatever it raised.
             slot.job = None
-            log_base_exception(logger, job, exc, job_fields(job, job.attempts + 1))
+            log_base_exception(logger, job, exc, logfields.job_fields(job, job.attempts + 1))
             entry = jq._job_done(entry, exc)
         else:
             slot.job = None
