@@ -13,7 +13,6 @@ queue logs about one job carries them as attributes of the ``LogRecord``
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
 from jobqueue.final.speed import Entry
@@ -31,12 +30,19 @@ def job_fields(job: Job, attempt: int, duration: float | None = None) -> dict[st
 
 
 def log_failed_run(
-    logger: logging.Logger, entry: Entry, attempt: int, error: BaseException, delay: float | None
+    logger: logging.Logger,
+    entry: Entry,
+    attempt: int,
+    error: BaseException,
+    *,
+    delay: float | None,
+    now: float,
 ) -> None:
-    """Log a failed run of ``entry``'s job: at INFO if it is retried in ``delay`` seconds,
-    at ERROR if ``delay`` is None (the job failed for good: a dead letter)."""
+    """Log a failed run of ``entry``'s job, which ended at ``now`` (``time.monotonic()``):
+    at INFO if it is retried in ``delay`` seconds, at ERROR if ``delay`` is None (the job
+    failed for good: a dead letter)."""
     job = entry.job
-    extra = job_fields(job, attempt, time.monotonic() - entry.started)
+    extra = job_fields(job, attempt, now - entry.started)
     if delay is not None:
         logger.info(
             "job %r failed (%r); retry %d in %.3gs", job.id, error, attempt, delay, extra=extra

@@ -350,13 +350,13 @@ class JobQueue(extras.Extras):
         )
         delay = self._config.backoff(attempts) if retry else 0.0
         retry_in = delay if retry else None  # None: failed for good
-        # Log before taking the mutex: a slow log handler must not hold up every worker.
-        if error is not None:
-            logfields.log_failed_run(logger, entry, attempts, error, retry_in)
         dead = None  # Fix: persistence.  The log first, memory second (records.py).
         if self._durable or error is not None:
             dead = records.record_outcome(self._storage, job, attempts, error, retry_in)
         now = time.monotonic()
+        # Log before taking the mutex: a slow log handler must not hold up every worker.
+        if error is not None:
+            logfields.log_failed_run(logger, entry, attempts, error, delay=retry_in, now=now)
         with self._mutex:
             self._counters.run_ended(job.priority, entry.started, now)
             if error is None:
