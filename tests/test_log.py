@@ -291,6 +291,7 @@ _VALID: dict[str, dict[str, object]] = {
 @example(op="enqueued", changes={"payload": 5}, dropped=set())
 @example(op="retrying", changes={"retry_at": True}, dropped=set())
 @example(op="header", changes={"version": "1"}, dropped=set())
+@example(op="retrying", changes={"attempts": 1_000_002}, dropped=set())  # past Job's bound
 def test_a_checksummed_line_with_wrong_fields_is_damage_not_a_crash(
     sample_log: bytes, op: str, changes: dict[str, object], dropped: set[str]
 ) -> None:

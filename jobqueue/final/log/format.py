@@ -39,7 +39,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from jobqueue.vocabulary import Job, Priority
+from jobqueue.vocabulary import MAX_RETRIES, Job, Priority, require_count
 
 __all__ = [
     "FORMAT",
@@ -290,15 +290,15 @@ def _record(f: dict[str, Any]) -> Record:
         raise TypeError("error must be a str")
     if op is Op.RETRYING:
         retry_at = _time("retry_at", f["retry_at"])
-        return Record(op, job_id, attempts=_int(f["attempts"]), retry_at=retry_at, error=error)
+        return Record(op, job_id, attempts=_attempts(f["attempts"]), retry_at=retry_at, error=error)
     if "payload" not in f:  # written before failed records kept the job
-        return Record(op, job_id, attempts=_int(f["attempts"]), error=error)
+        return Record(op, job_id, attempts=_attempts(f["attempts"]), error=error)
     failed_at = None if f["failed_at"] is None else _time("failed_at", f["failed_at"])
     return Record(
         op,
         job_id,
         job=_job(job_id, f),
-        attempts=_int(f["attempts"]),
+        attempts=_attempts(f["attempts"]),
         error=error,
         failed_at=failed_at,
     )
@@ -324,6 +324,13 @@ def _time(name: str, value: object) -> float:
     if not math.isfinite(seconds):
         raise ValueError(f"{name} must be finite, got {value!r}")
     return seconds
+
+
+def _attempts(value: object) -> int:
+    """A run count read back, bounded as ``Job.attempts`` is: replay builds a Job from it."""
+    require_count("attempts", value, 0, MAX_RETRIES + 1)
+    assert isinstance(value, int)
+    return value
 
 
 def _int(value: object) -> int:
