@@ -11,6 +11,7 @@ second) so that expiry is quick; waits poll the database on deadlines.
 from __future__ import annotations
 
 import os
+import signal
 import threading
 import time
 from collections import Counter
@@ -256,9 +257,18 @@ def test_jobs_claimed_ahead_by_a_killed_process_run_elsewhere(
             victim.expect("ready")
             for _ in range(20):  # its runs teach it that the jobs are short
                 victim.expect_prefix("start ")
+            for _ in range(20):
+                # Look with the victim frozen: right after a start, its next claim
+                # ahead is often still in flight, and a kill timed by the start line
+                # would keep landing in that window.
+                victim.proc.send_signal(signal.SIGSTOP)
+                started = {job_id for _, job_id in runs(done)}  # by it or earlier victims
+                ahead = processing_ids(pg_url, pg_queue_name) - started
+                if ahead:
+                    break
+                victim.proc.send_signal(signal.SIGCONT)
+                victim.expect_prefix("start ")
             victim.kill()
-            started = {job_id for _, job_id in runs(done)}  # by this victim or earlier ones
-            ahead = processing_ids(pg_url, pg_queue_name) - started
             if ahead:
                 break
         assert ahead, "no kill found a job claimed ahead"
