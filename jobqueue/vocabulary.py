@@ -289,6 +289,15 @@ class Config:
         return float(min(self.retry_max_delay, self.retry_base_delay * 2 ** min(retry - 1, 64)))
 
 
+def require_config(config: Config | None) -> Config:
+    """A stage's ``config`` argument: the default ``Config`` for None, else checked to be one."""
+    if config is None:
+        return Config()
+    if not isinstance(config, Config):
+        raise TypeError(f"config must be a Config, got {type(config).__name__}")
+    return config
+
+
 def log_base_exception(
     logger: logging.Logger, job: Job, exc: BaseException, extra: Mapping[str, object] | None = None
 ) -> None:
@@ -306,6 +315,27 @@ def log_base_exception(
             job.id,
             type(exc).__name__,
             extra=extra,
+        )
+
+
+def log_failed_run(
+    logger: logging.Logger,
+    job: Job,
+    attempt: int,
+    error: BaseException,
+    retry_in: float | None,
+    *,
+    extra: Mapping[str, object] | None = None,
+) -> None:
+    """Log failed run ``attempt`` of ``job``: at INFO if it is retried in ``retry_in``
+    seconds, at ERROR if ``retry_in`` is None (the job failed for good)."""
+    if retry_in is not None:
+        logger.info(
+            "job %r failed (%r); retry %d in %.3gs", job.id, error, attempt, retry_in, extra=extra
+        )
+    else:
+        logger.error(
+            "job %r failed for good after %d attempts: %r", job.id, attempt, error, extra=extra
         )
 
 

@@ -44,14 +44,18 @@ def queue(made: list[JobQueue], **config: object) -> JobQueue:
 
 @pytest.mark.parametrize("stage", [naive, improved], ids=["naive", "improved"])
 def test_naive_and_improved_name_the_stage_that_has_the_job_api(stage: ModuleType) -> None:
-    with stage.JobQueue(stage.Config(handler=lambda payload: None)) as q:
+    ran: list[bytes] = []
+    with stage.JobQueue(stage.Config(handler=ran.append)) as q:
         with pytest.raises(NotImplementedError, match=r"jobqueue\.final"):
             q.submit(stage.Job(id="a"))
         with pytest.raises(NotImplementedError, match=r"jobqueue\.final"):
             q.cancel("a")
         with pytest.raises(NotImplementedError, match=r"run_at.*jobqueue\.final"):
             q.enqueue(stage.Job(id="b", run_at=time.time()))
+        with pytest.raises(NotImplementedError, match=r"run_at.*jobqueue\.final"):
+            q.enqueue_many([stage.Job(id="c"), stage.Job(id="d", run_at=time.time())])
         assert q.join(timeout=WAIT)
+    assert ran == []  # none of them was accepted, the batch's plain job neither
 
 
 def test_permanent_failure_fails_the_job_at_once_in_every_stage(harness: Harness) -> None:

@@ -41,7 +41,7 @@ from collections.abc import Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from types import TracebackType
-from typing import NoReturn
+from typing import NoReturn, Self
 
 from jobqueue import vocabulary
 from jobqueue.vocabulary import *  # noqa: F403  (re-exported: see __all__)
@@ -57,7 +57,9 @@ from jobqueue.vocabulary import (
     batch_shares,
     check_timeout,
     log_base_exception,
+    log_failed_run,
     refuse_inside_handler,
+    require_config,
     resolve_handler,
     wait_seconds,
 )
@@ -97,11 +99,7 @@ class JobQueue:
     """A fixed pool of worker threads draining three bounded priority queues."""
 
     def __init__(self, config: Config | None = None) -> None:
-        if config is None:
-            config = Config()
-        if not isinstance(config, Config):
-            raise TypeError(f"config must be a Config, got {type(config).__name__}")
-        self._config = config
+        self._config = config = require_config(config)
         # Fix: one bounded deque per priority, indexed by Priority (HIGH = 0).
         self._queues: tuple[deque[_Entry], ...] = tuple(deque() for _ in Priority)
         # Jobs waiting out a backoff: a heap of (due, tie-breaker, entry).
@@ -133,7 +131,7 @@ class JobQueue:
         for worker in self._workers:
             worker.start()
 
-    def __enter__(self) -> JobQueue:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(
@@ -150,44 +148,58 @@ class JobQueue:
         Blocks while the job's priority queue is full; raises ``QueueFull`` if
         ``timeout`` seconds pass first, ``QueueClosed`` after ``close()``.
         """
-        self.enqueue_with_handler(job, None, timeout)
+        self._accept(self._entry(job, None), timeout)
 
     def enqueue_with_handler(
         self, job: Job, handler: Handler | None, timeout: float | None = None
     ) -> None:
         """Add ``job``, to be run by ``handler`` (or ``Config.handler`` if None)."""
+        self._accept(self._entry(job, handler), timeout)
+
+    def _entry(self, job: Job, handler: Handler | None) -> _Entry:
+        """``job`` and the handler that will run it, both checked."""
         entry = _Entry(job, resolve_handler(job, handler, self._config.handler))
-        check_timeout(timeout)
         if job.run_at is not None:
             _missing("delayed jobs (Job.run_at)", "jobqueue.final")
+        return entry
+
+    def _accept(self, entry: _Entry, timeout: float | None) -> None:
+        """The body of ``enqueue`` and ``enqueue_with_handler``."""
+        job = entry.job
+        check_timeout(timeout)
         waiting = self._queues[job.priority]
         not_full = self._not_full[job.priority]
+        size = self._config.queue_size
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._mutex:
             # Fix: backpressure.  Wait for room, on a deadline, re-checking the
             # predicate after every wake-up: another producer may have won the slot.
-            while not self._closed and len(waiting) >= self._config.queue_size:
+            while not self._closed and len(waiting) >= size:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     raise QueueFull(
                         f"cannot enqueue job {job.id!r}: the {job.priority.name} queue "
-                        f"is full ({self._config.queue_size} jobs) after {timeout}s"
+                        f"is full ({size} jobs) after {timeout}s"
                     )
                 not_full.wait(wait_seconds(remaining))
             if self._closed:
                 raise QueueClosed(f"cannot enqueue job {job.id!r}: the queue is closed")
             self._unfinished += 1
-            waiting.append(entry)
-            self._not_empty.notify()
+            self._admit(entry)
+
+    def _admit(self, entry: _Entry) -> None:
+        """Queue an accepted job.  Caller holds the mutex."""
+        self._queues[entry.job.priority].append(entry)
+        self._not_empty.notify()
 
     def enqueue_many(self, jobs: Iterable[Job], timeout: float | None = None) -> None:
-        """Add every job of ``jobs``, all or none, to be run by ``Config.handler``.
+        """Add every job of ``jobs``, all or none, each run as ``enqueue`` would run it.
 
         Waits for room for the whole batch; raises ``ValueError`` if one
         priority's share exceeds ``queue_size``, and as ``enqueue`` otherwise.
         Problem: no status by id, so duplicate ids are not detected.
         """
-        entries = [_Entry(job, resolve_handler(job, None, self._config.handler)) for job in jobs]
+        entries = [self._entry(job, None) for job in jobs]
         check_timeout(timeout)
         shares = batch_shares([e.job for e in entries], self._config.queue_size, unique_ids=False)
         queues, size = self._queues, self._config.queue_size
@@ -212,8 +224,7 @@ class JobQueue:
                 raise QueueClosed(f"cannot enqueue {len(entries)} jobs: the queue is closed")
             self._unfinished += len(entries)
             for entry in entries:
-                queues[entry.job.priority].append(entry)
-            self._not_empty.notify(len(entries))
+                self._admit(entry)
 
     def submit(self, job: Job, timeout: float | None = None) -> Future[object]:
         """Not in this stage: it keeps no handle on a job once enqueued."""
@@ -297,27 +308,32 @@ class JobQueue:
     def _next_job(self) -> _Entry | None:
         """Block until a job is ready and take it; None tells the worker to exit."""
         with self._mutex:
-            while True:
-                # Exit if the queue is closed: a graceful close() waits for the
-                # jobs in flight, but starts no new one.
-                if self._closed:
-                    return None
-                now = time.monotonic()
-                while self._retries and self._retries[0][0] <= now:
-                    _, _, due = heapq.heappop(self._retries)
-                    # Past the bound on purpose: this job was accepted already.
-                    self._queues[due.job.priority].append(due)
-                # Fix: strict priority, HIGH first.
-                # Problem: under a flood of HIGH jobs, a LOW job waits forever.
-                for priority, waiting in zip(Priority, self._queues, strict=True):
-                    if waiting:
-                        self._processing += 1
-                        self._not_full[priority].notify()
-                        if self._batches_waiting:
-                            self._room.notify_all()
-                        return waiting.popleft()
-                # Nothing ready: sleep until a notify, or until the next retry is due.
-                self._not_empty.wait(self._retries[0][0] - now if self._retries else None)
+            return self._take()
+
+    def _take(self) -> _Entry | None:
+        """The body of ``_next_job``, for a caller that holds the mutex already."""
+        while True:
+            # Exit if the queue is closed: a graceful close() waits for the
+            # jobs in flight, but starts no new one.
+            if self._closed:
+                return None
+            now = time.monotonic()
+            while self._retries and self._retries[0][0] <= now:
+                _, _, due = heapq.heappop(self._retries)
+                # Past the bound on purpose: this job was accepted already.
+                self._queues[due.job.priority].append(due)
+            # Fix: strict priority, HIGH first.
+            # Problem: under a flood of HIGH jobs, a LOW job waits forever.
+            priority = next((p for p, waiting in enumerate(self._queues) if waiting), None)
+            if priority is not None:
+                entry = self._queues[priority].popleft()
+                self._processing += 1
+                self._not_full[priority].notify()
+                if self._batches_waiting:
+                    self._room.notify_all()
+                return entry
+            # Nothing ready: sleep until a notify, or until the next retry is due.
+            self._not_empty.wait(self._retries[0][0] - now if self._retries else None)
 
     def _job_done(self, entry: _Entry, error: BaseException | None) -> None:
         """Record the outcome of one run: success, a retry, or failure for good."""
@@ -329,12 +345,11 @@ class JobQueue:
             and not isinstance(error, PermanentFailure)  # the handler said: never again
         )
         delay = self._config.retry_delay(attempts) if retry else 0.0
-        # Log before taking the mutex: a slow log handler must not hold up every worker.
-        if error is not None and retry:
-            logger.info("job %r failed (%r); retry %d in %.3gs", job.id, error, attempts, delay)
-        elif error is not None:
-            logger.error("job %r failed for good after %d attempts: %r", job.id, attempts, error)
+        retry_in = delay if retry else None  # None: failed for good
         now = time.monotonic()
+        # Log before taking the mutex: a slow log handler must not hold up every worker.
+        if error is not None:
+            log_failed_run(logger, job, attempts, error, retry_in)
         with self._mutex:
             self._processing -= 1
             if error is None:
@@ -366,12 +381,12 @@ def _worker(jq: JobQueue) -> None:
     """Take the most urgent ready job and run it, until close()."""
     entry = jq._next_job()
     while entry is not None:
-        jq._in_handler.job = entry.job
+        job = jq._in_handler.job = entry.job
         try:
-            entry.handler(entry.job.payload)
+            entry.handler(job.payload)
         except BaseException as exc:
             # A failing handler never kills a worker, whatever it raised.
-            log_base_exception(logger, entry.job, exc)
+            log_base_exception(logger, job, exc)
             jq._job_done(entry, exc)
         else:
             jq._job_done(entry, None)

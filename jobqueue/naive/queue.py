@@ -28,7 +28,7 @@ from collections.abc import Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from types import TracebackType
-from typing import NoReturn
+from typing import NoReturn, Self
 
 from jobqueue import vocabulary
 from jobqueue.vocabulary import *  # noqa: F403  (re-exported: see __all__)
@@ -40,6 +40,7 @@ from jobqueue.vocabulary import (
     Status,
     check_timeout,
     refuse_inside_handler,
+    require_config,
     resolve_handler,
     wait_seconds,
 )
@@ -65,11 +66,7 @@ class JobQueue:
     """A fixed pool of worker threads draining one unbounded FIFO queue."""
 
     def __init__(self, config: Config | None = None) -> None:
-        if config is None:
-            config = Config()
-        if not isinstance(config, Config):
-            raise TypeError(f"config must be a Config, got {type(config).__name__}")
-        self._config = config
+        self._config = config = require_config(config)
         # Problem: no maxsize, so put() never blocks.  Nothing slows a producer down.
         self._jobs: queue.Queue[_Entry | None] = queue.Queue()
         self._mutex = threading.Lock()
@@ -85,7 +82,7 @@ class JobQueue:
         for worker in self._workers:
             worker.start()
 
-    def __enter__(self) -> JobQueue:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(
@@ -101,16 +98,25 @@ class JobQueue:
 
         Never blocks: ``timeout`` is accepted for the common API, and unused.
         """
-        self.enqueue_with_handler(job, None, timeout)
+        self._accept(self._entry(job, None), timeout)
 
     def enqueue_with_handler(
         self, job: Job, handler: Handler | None, timeout: float | None = None
     ) -> None:
         """Add ``job``, to be run by ``handler`` (or ``Config.handler`` if None)."""
+        self._accept(self._entry(job, handler), timeout)
+
+    def _entry(self, job: Job, handler: Handler | None) -> _Entry:
+        """``job`` and the handler that will run it, both checked."""
         entry = _Entry(job, resolve_handler(job, handler, self._config.handler))
-        check_timeout(timeout)
         if job.run_at is not None:
             _missing("delayed jobs (Job.run_at)", "jobqueue.final")
+        return entry
+
+    def _accept(self, entry: _Entry, timeout: float | None) -> None:
+        """The body of ``enqueue`` and ``enqueue_with_handler``."""
+        job = entry.job
+        check_timeout(timeout)
         with self._mutex:
             if self._closed:
                 raise QueueClosed(f"cannot enqueue job {job.id!r}: the queue is closed")
@@ -123,7 +129,7 @@ class JobQueue:
 
         Every job is checked before any is put.  Never blocks, as ``enqueue``.
         """
-        entries = [_Entry(job, resolve_handler(job, None, self._config.handler)) for job in jobs]
+        entries = [self._entry(job, None) for job in jobs]
         check_timeout(timeout)
         with self._mutex:
             if self._closed:
