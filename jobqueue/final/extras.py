@@ -19,7 +19,6 @@ from jobqueue.final import cancellation, dead, futures, pause
 from jobqueue.final.config import Config
 from jobqueue.final.dead import DeadJob, DeadLetters
 from jobqueue.final.handlers import Handlers
-from jobqueue.final.waits import WaitTimes
 from jobqueue.vocabulary import Job, Priority
 
 if TYPE_CHECKING:
@@ -34,7 +33,6 @@ class Extras:
     _handlers: Handlers  # handlers by name (handlers.py)
     _dead: DeadLetters  # dead() and requeue()
     _pauses: pause.Pauses  # pause() and resume()
-    _waits: WaitTimes  # wait percentiles in metrics() (waits.py)
     _retrying: list[int]  # jobs waiting out a backoff, per priority, for metrics()
 
     def __new__(cls, config: vocabulary.Config | None = None) -> JobQueue:
@@ -52,7 +50,6 @@ class Extras:
         self._handlers = Handlers(config)
         self._dead = DeadLetters(config.status_history)
         self._pauses = pause.Pauses()
-        self._waits = WaitTimes()
         self._retrying = [0] * len(Priority)
 
     def submit(self, job: Job, timeout: float | None = None) -> futures.JobFuture:

@@ -36,13 +36,15 @@ class FairPicker:
     three levels).
     """
 
-    __slots__ = ("_passed_over", "tokens")
+    __slots__ = ("_passed_over", "paused", "tokens")
 
     def __init__(self, tokens: int) -> None:
         if tokens < 1:
             raise ValueError(f"fairness_tokens must be >= 1, got {tokens}")
         self.tokens = tokens
         self._passed_over = [0] * len(Priority)  # tokens earned, by priority
+        # paused[p]: priority p starts no job, so it looks empty (pause.py); None: none is.
+        self.paused: Sequence[bool] | None = None
 
     def choose(self, waiting: Sequence[object]) -> Priority | None:
         """Pick the priority to take the next job from, and update the tokens.
@@ -50,6 +52,8 @@ class FairPicker:
         ``waiting[p]`` is true when jobs wait at priority ``p``: a count, or the
         queue itself.  Returns None when nothing waits.
         """
+        if self.paused is not None:
+            waiting = [bool(w) and not p for w, p in zip(waiting, self.paused, strict=True)]
         passed_over, chosen = self._passed_over, None
         for p in _PRIORITIES:
             # The fairness rule: serve the most urgent priority with a job

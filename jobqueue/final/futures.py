@@ -125,9 +125,7 @@ def submit(jq: JobQueue, job: Job, timeout: float | None, cancel: Canceller) -> 
     return future
 
 
-def settle(
-    entry: Entry, error: BaseException | None, result: object, *, dropped: bool, durable: bool
-) -> None:
+def settle(entry: Entry, error: BaseException | None, *, dropped: bool, durable: bool) -> None:
     """The last run in this queue of ``entry``'s job ended; its status is final.  Call it
     without the queue's mutex: the future's callbacks may call the queue.  ``dropped``:
     it failed while ``close()`` ran, and its retry is left to the log (if ``durable``)."""
@@ -135,4 +133,4 @@ def settle(
     if dropped:
         abandoned(entry.future, entry.job.id, durable)
     else:
-        resolve(entry.future, error, result)
+        resolve(entry.future, error, entry.result)

@@ -12,13 +12,12 @@ queue logs about one job carries them as attributes of the ``LogRecord``
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from jobqueue.final.speed import Entry
 from jobqueue.vocabulary import Job
 
-__all__ = ["job_fields", "log_failed_run"]
+__all__ = ["job_fields", "run_fields"]
 
 
 def job_fields(job: Job, attempt: int, duration: float | None = None) -> dict[str, Any]:
@@ -29,25 +28,8 @@ def job_fields(job: Job, attempt: int, duration: float | None = None) -> dict[st
     return fields
 
 
-def log_failed_run(
-    logger: logging.Logger,
-    entry: Entry,
-    attempt: int,
-    error: BaseException,
-    *,
-    delay: float | None,
-    now: float,
-) -> None:
-    """Log a failed run of ``entry``'s job, which ended at ``now`` (``time.monotonic()``):
-    at INFO if it is retried in ``delay`` seconds, at ERROR if ``delay`` is None (the job
-    failed for good: a dead letter)."""
+def run_fields(entry: Entry, now: float | None = None) -> dict[str, Any]:
+    """The ``extra`` for a log record about the run of ``entry``'s job that a worker took;
+    with ``now`` (``time.monotonic()``), a run that ended then, so with its duration."""
     job = entry.job
-    extra = job_fields(job, attempt, now - entry.started)
-    if delay is not None:
-        logger.info(
-            "job %r failed (%r); retry %d in %.3gs", job.id, error, attempt, delay, extra=extra
-        )
-    else:
-        logger.error(
-            "job %r failed for good after %d attempts: %r", job.id, attempt, error, extra=extra
-        )
+    return job_fields(job, job.attempts + 1, None if now is None else now - entry.started)

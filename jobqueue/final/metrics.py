@@ -20,6 +20,7 @@ from jobqueue.vocabulary import Priority
 
 if TYPE_CHECKING:
     from jobqueue.final.queue import JobQueue
+    from jobqueue.final.speed import Entry
 
 __all__ = ["Counters", "Metrics", "PriorityMetrics", "queue_snapshot"]
 
@@ -92,10 +93,12 @@ class Counters:
         "failed",
         "processing",
         "retried",
+        "waits",
     )
 
     def __init__(self, now: float) -> None:
         self._started_at = now
+        self.waits = WaitTimes()  # the recent waits, for wait_p50 and wait_p99
         self.processing = [0] * len(Priority)
         self.completed = [0] * len(Priority)
         self.failed = [0] * len(Priority)
@@ -104,6 +107,14 @@ class Counters:
         # runs, plus for running ones `processing * now - sum of their starts`.
         self._busy_seconds = 0.0
         self._starts_sum = 0.0
+
+    def job_started(self, entry: Entry, now: float) -> None:
+        """A worker took ``entry`` at ``now``: its wait ends and its run begins."""
+        entry.started = now
+        priority = entry.job.priority
+        self.waits.recent[priority].append(now - entry.queued)
+        self.processing[priority] += 1
+        self._starts_sum += now - self._started_at
 
     def run_started(self, priority: Priority, now: float) -> None:
         self.processing[priority] += 1
@@ -170,6 +181,6 @@ def queue_snapshot(jq: JobQueue) -> Metrics:
         workers=jq._config.num_workers,
         now=time.monotonic(),
         oldest=[waiting[0].queued if waiting else 0.0 for waiting in jq._queues],
-        waits=jq._waits,
+        waits=jq._counters.waits,
         paused=jq._pauses.frozen(),
     )

@@ -34,9 +34,10 @@ from types import TracebackType
 from typing import Self
 
 from jobqueue import vocabulary
-from jobqueue.final import context, extras, futures, logfields, records, recovery, schedule, speed
+from jobqueue.final import context, extras, futures, records, recovery, schedule, speed
 from jobqueue.final.config import Config, final_config
 from jobqueue.final.fairness import FairPicker
+from jobqueue.final.logfields import run_fields
 from jobqueue.final.metrics import Counters, Metrics, queue_snapshot
 from jobqueue.final.speed import Entry as _Entry
 from jobqueue.final.status import StatusBook
@@ -53,6 +54,7 @@ from jobqueue.vocabulary import (
     batch_shares,
     check_timeout,
     log_base_exception,
+    log_failed_run,
     refuse_inside_handler,
     wait_seconds,
 )
@@ -93,7 +95,7 @@ class JobQueue(extras.Extras):
         # Waiters: join().  Notified when the last unfinished job ends.
         self._all_done = threading.Condition(self._mutex)
         self._unfinished = 0  # accepted, neither finished nor dropped
-        self._counters = Counters(time.monotonic())  # per priority: metrics.py
+        self._counters = Counters(time.monotonic())  # per priority, with waits: metrics.py
         self._picker = FairPicker(config.fairness_tokens)  # Fix: fair priority
         self._statuses = StatusBook(config.status_history)  # Fix: status by id
         self._closed = False
@@ -101,7 +103,7 @@ class JobQueue(extras.Extras):
         self._storage = open_storage(config)  # Fix: persistence
         self._durable = config.persist_path is not None
         self._reserved = [0] * len(Priority)  # slots held by enqueues writing to the log
-        self._log_closer: threading.Thread | None = None  # see close()
+        self._log_closer: threading.Thread | None = None  # records.close_log()
         self._open_extras(config)  # handlers, dead letters, pauses, waits, retrying: extras.py
         recovery.restore(self)  # before any worker starts
         self._workers = [
@@ -111,7 +113,7 @@ class JobQueue(extras.Extras):
         for worker in self._workers:
             worker.start()
 
-    def __enter__(self) -> Self:  # Self: PostgresJobQueue inherits it as it is
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(
@@ -129,36 +131,39 @@ class JobQueue(extras.Extras):
         ``timeout`` seconds pass first, ``QueueClosed`` after ``close()``.
         Fix: status by id, so ``DuplicateJobError`` if this id is still live.
         Fix: persistence.  With ``persist_path``, the job is in the log when this
-        returns; ``PersistenceError`` if the log cannot record it.
+        returns; ``PersistenceError`` if the log cannot record it, ``ValueError``
+        if its handler is not one of ``Config.handlers``: a restart finds it by name.
         """
-        self._accept(_Entry(*self._handlers.resolve(job, None)), timeout)
+        self._accept(self._entry(job, None), timeout)
 
     def enqueue_with_handler(
         self, job: Job, handler: Handler | None, timeout: float | None = None
     ) -> None:
-        """Add ``job``, to be run by ``handler`` (or the job's own, if None).  With
-        ``persist_path``, one of ``Config.handlers``: a restart finds it by name."""
-        self._accept(_Entry(*self._handlers.resolve(job, handler)), timeout)
+        """Add ``job``, to be run by ``handler`` (if None, as ``enqueue`` says)."""
+        self._accept(self._entry(job, handler), timeout)
+
+    def _entry(self, job: Job, handler: Handler | None) -> _Entry:
+        """``job`` and the handler that will run it, both checked."""
+        return _Entry(*self._handlers.resolve(job, handler))  # handlers.py: by name, too
 
     def _accept(self, entry: _Entry, timeout: float | None, requeue: bool = False) -> None:
-        """The body of ``enqueue``, ``submit`` and ``requeue``."""
+        """The body of ``enqueue`` and ``enqueue_with_handler`` (and ``submit``, ``requeue``)."""
         job = entry.job
         check_timeout(timeout)
         waiting = self._queues[job.priority]
         not_full = self._not_full[job.priority]
+        size = self._config.queue_size
+        reserved = self._reserved  # slots held by enqueues writing to the log
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._mutex:
             # Fix: backpressure.  Wait for room, on a deadline, re-checking the
             # predicate after every wake-up: another producer may have won the slot.
-            while (
-                not self._closed
-                and len(waiting) + self._reserved[job.priority] >= self._config.queue_size
-            ):
+            while not self._closed and len(waiting) + reserved[job.priority] >= size:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     raise QueueFull(
                         f"cannot enqueue job {job.id!r}: the {job.priority.name} queue "
-                        f"is full ({self._config.queue_size} jobs) after {timeout}s"
+                        f"is full ({size} jobs) after {timeout}s"
                     )
                 not_full.wait(wait_seconds(remaining))
             if self._closed:
@@ -168,7 +173,7 @@ class JobQueue(extras.Extras):
             if not self._durable:
                 self._admit(entry)
                 return
-            self._reserved[job.priority] += 1  # Fix: persistence (records.py)
+            reserved[job.priority] += 1  # Fix: persistence (records.py)
         record = self._storage.requeued if requeue else self._storage.enqueued
         records.write_ahead(self, [entry], record, job)
 
@@ -182,13 +187,13 @@ class JobQueue(extras.Extras):
             self._not_empty.notify()
 
     def enqueue_many(self, jobs: Iterable[Job], timeout: float | None = None) -> None:
-        """Add every job of ``jobs``, all or none, each run by the handler it names.
+        """Add every job of ``jobs``, all or none, each run as ``enqueue`` would run it.
 
         Waits for room for the whole batch; raises ``ValueError`` if one
         priority's share exceeds ``queue_size``, and as ``enqueue`` otherwise.
         Fix: status by id, so a duplicate id raises ``DuplicateJobError``.
         """
-        entries = [_Entry(*self._handlers.resolve(job, None)) for job in jobs]
+        entries = [self._entry(job, None) for job in jobs]
         check_timeout(timeout)
         shares = batch_shares([e.job for e in entries], self._config.queue_size, unique_ids=True)
         queues, size = self._queues, self._config.queue_size
@@ -277,10 +282,6 @@ class JobQueue(extras.Extras):
                 for not_full in self._not_full:
                     not_full.notify_all()  # blocked producers raise QueueClosed
                 self._room.notify_all()
-            if me in self._workers:
-                # A handler closes its queue: closing the log before its job's outcome
-                # is written would run the job again after a restart.  Its worker will.
-                self._log_closer = me
         futures.abandon_all(orphans, self._durable)
         deadline = time.monotonic() + self._config.shutdown_timeout
         for worker in self._workers:
@@ -293,8 +294,7 @@ class JobQueue(extras.Extras):
                 running,
                 self._config.shutdown_timeout,
             )
-        if self._log_closer is None:
-            self._storage.close()
+        records.close_log(self)  # Fix: persistence.  Its worker does, if a handler called close()
 
     # -- used by the workers ----------------------------------------------------
 
@@ -317,14 +317,11 @@ class JobQueue(extras.Extras):
                 # Past the bound on purpose: this job was accepted already.
                 self._queues[due.job.priority].append(due)
             # Fix: fair priority.  The picker bounds how long LOW can wait.
-            waiting = self._pauses.mask(self._queues) if self._pauses.any else self._queues
-            priority = self._picker.choose(waiting)  # paused priorities look empty
+            priority = self._picker.choose(self._queues)  # paused priorities look empty
             if priority is not None:
                 entry = self._queues[priority].popleft()
-                entry.started = now
-                self._waits.recent[priority].append(now - entry.queued)
-                self._statuses.set(entry.job.id, Status.PROCESSING)
-                self._counters.run_started(priority, now)
+                self._statuses.set(entry.job.id, Status.PROCESSING)  # Fix: status by id
+                self._counters.job_started(entry, now)
                 self._not_full[priority].notify()
                 if self._batches_waiting:
                     self._room.notify_all()
@@ -333,14 +330,8 @@ class JobQueue(extras.Extras):
             # (wait_seconds: a job may be scheduled for the year 9999.)
             self._not_empty.wait(wait_seconds(self._retries[0][0] - now) if self._retries else None)
 
-    def _job_done(
-        self, entry: _Entry, error: BaseException | None, result: object = None
-    ) -> _Entry | None:
-        """Record the outcome of one run: success, a retry, or failure for good.
-
-        Returns the worker's next job, as ``_next_job`` would: shortcut 3 of
-        ``speed.py``.  ``result`` is the handler's return value, for ``submit()``.
-        """
+    def _job_done(self, entry: _Entry, error: BaseException | None) -> _Entry | None:
+        """Record the outcome of one run, and take the worker's next job (``speed.py``, 3)."""
         job = entry.job
         attempts = job.attempts + 1  # runs used, this one included
         retry = (
@@ -356,7 +347,7 @@ class JobQueue(extras.Extras):
         now = time.monotonic()
         # Log before taking the mutex: a slow log handler must not hold up every worker.
         if error is not None:
-            logfields.log_failed_run(logger, entry, attempts, error, delay=retry_in, now=now)
+            log_failed_run(logger, job, attempts, error, retry_in, extra=run_fields(entry, now))
         with self._mutex:
             self._counters.run_ended(job.priority, entry.started, now)
             if error is None:
@@ -380,7 +371,7 @@ class JobQueue(extras.Extras):
             self._finish()
             if entry.future is None:
                 return self._take()
-        futures.settle(entry, error, result, dropped=retry, durable=self._durable)  # unlocked
+        futures.settle(entry, error, dropped=retry, durable=self._durable)  # unlocked
         return self._next_job()
 
     def _finish(self, count: int = 1) -> None:
@@ -399,14 +390,14 @@ def _worker(jq: JobQueue) -> None:
         if jq._storage.records_starts:  # neither the log nor memory records a start
             records.record_start(jq._storage, job)
         try:
-            result = entry.handler(job.payload)
+            entry.result = entry.handler(job.payload)
         except BaseException as exc:
             # A failing handler never kills a worker, whatever it raised.
             slot.job = None
-            log_base_exception(logger, job, exc, logfields.job_fields(job, job.attempts + 1))
+            log_base_exception(logger, job, exc, run_fields(entry))
             entry = jq._job_done(entry, exc)
         else:
             slot.job = None
-            entry = jq._job_done(entry, None, result)
+            entry = jq._job_done(entry, None)
     if jq._log_closer is threading.current_thread():
         jq._storage.close()  # this handler called close(): its outcome is written now

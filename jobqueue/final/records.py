@@ -23,6 +23,7 @@ write means at each:
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -119,6 +120,20 @@ def record_outcome(
             extra=job_fields(job, attempts),
         )
     return dead
+
+
+def close_log(jq: JobQueue) -> None:
+    """The end of ``jq.close()``: close the log, unless a handler called ``close()``.
+
+    Then its worker closes the log, once it has written the job's outcome: the
+    race this prevents is a closed log that misses that outcome, so that the
+    job, finished, runs again after a restart.
+    """
+    me = threading.current_thread()
+    if me in jq._workers:
+        jq._log_closer = me  # read by the worker loop on its way out
+    elif jq._log_closer is None:
+        jq._storage.close()
 
 
 def _what(entries: list[Entry]) -> str:

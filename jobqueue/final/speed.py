@@ -45,6 +45,7 @@ class Entry:
     started: float = 0.0  # time.monotonic() when a worker took it, for utilization
     future: Future[object] | None = None  # submit()'s (futures.py); None for enqueue()
     queued: float = 0.0  # time.monotonic() since when it waits for a worker (waits.py)
+    result: object = None  # what the handler returned, for the future
 
 
 #: Threads that may poll one Mutex at once; more queue in the kernel.
