@@ -104,7 +104,7 @@ class JobQueue(extras.Extras):
         self._durable = config.persist_path is not None
         self._reserved = [0] * len(Priority)  # slots held by enqueues writing to the log
         self._log_closer: threading.Thread | None = None  # records.close_log()
-        self._open_extras(config)  # handlers, dead letters, pauses, waits, retrying: extras.py
+        self._open_extras(config)  # handlers, dead letters, pauses, retrying: extras.py
         recovery.restore(self)  # before any worker starts
         self._workers = [
             threading.Thread(target=_worker, args=(self,), name=f"jobqueue-final-{i}")

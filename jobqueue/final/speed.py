@@ -36,7 +36,7 @@ from jobqueue.vocabulary import Handler, Job
 __all__ = ["Condition", "Entry", "Mutex", "new_mutex"]
 
 
-@dataclass(slots=True)  # not frozen (1); JobQueue._take() stamps `started`
+@dataclass(slots=True)  # not frozen (1): stamped as it is queued, taken and run
 class Entry:
     """A job as it waits in the queue, with the handler that will run it."""
 
