@@ -57,4 +57,3 @@ def test_each_quote_is_in_the_source_as_it_is(where: str, run: list[str]) -> Non
     text = "\n".join(run) + "\n"
     holders = [path for path, source in _SOURCES.items() if "\n" + text in source]
     assert holders, f"{where} quotes code that no file under jobqueue/ or examples/ has:\n{text}"
-
