@@ -75,7 +75,6 @@ from jobqueue.final.postgres.store import CHANNEL, Claim, Conn, Store
 from jobqueue.final.postgres.watch import Watcher
 from jobqueue.final.queue import JobQueue
 from jobqueue.final.speed import Condition
-from jobqueue.final.waits import WaitTimes
 from jobqueue.vocabulary import (
     Handler,
     Job,
@@ -136,8 +135,8 @@ class PostgresJobQueue(JobQueue):
         self._ahead = Ahead(config.num_workers)  # claims beyond the idle workers (ahead.py)
         self._closed = False
         self._stopped = threading.Event()  # set by close(): ends join()'s and enqueue's polls
-        self._counters = Counters(time.monotonic())  # this process's runs: utilization
-        self._waits = WaitTimes()  # this process's recent claims: wait_p50/p99
+        # This process's runs (utilization) and recent claims' waits (wait_p50/p99).
+        self._counters = Counters(time.monotonic())
         self._pauses = Pauses()  # per process: what this process claims (pause.py)
         self._watcher: Watcher | None = None  # submit()'s futures, from the first submit
         self._threads: list[threading.Thread] = []
@@ -328,7 +327,6 @@ class PostgresJobQueue(JobQueue):
                 self._config.num_workers,
                 time.monotonic(),
                 oldest=[0.0] * len(Priority),  # ignored: nothing is queued in this process
-                waits=self._waits,
                 paused=self._pauses.frozen(),
             )
         by_priority = {
@@ -528,7 +526,7 @@ class PostgresJobQueue(JobQueue):
                     if not closed:
                         self._ahead.claimed(took, any(deep))
                         for claim in claims:
-                            self._waits.recent[claim.job.priority].append(claim.waited)
+                            self._counters.waits.recent[claim.job.priority].append(claim.waited)
                         self._ready.extend(claims)
                         self._held.update((claim.seq, claim) for claim in claims)
                         if self._producers_waiting:
