@@ -50,6 +50,7 @@ class Extras:
         self._handlers = Handlers(config)
         self._dead = DeadLetters(config.status_history)
         self._pauses = pause.Pauses()
+        cast("JobQueue", self)._picker.pauses = self._pauses  # paused looks empty to it
         self._retrying = [0] * len(Priority)
 
     def submit(self, job: Job, timeout: float | None = None) -> futures.JobFuture:

@@ -19,8 +19,12 @@ protected, and stated as one rule so that its bound is easy to test.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from jobqueue.vocabulary import Priority
+
+if TYPE_CHECKING:
+    from jobqueue.final.pause import Pauses
 
 __all__ = ["FairPicker"]
 
@@ -36,15 +40,15 @@ class FairPicker:
     three levels).
     """
 
-    __slots__ = ("_passed_over", "paused", "tokens")
+    __slots__ = ("_passed_over", "pauses", "tokens")
 
     def __init__(self, tokens: int) -> None:
         if tokens < 1:
             raise ValueError(f"fairness_tokens must be >= 1, got {tokens}")
         self.tokens = tokens
         self._passed_over = [0] * len(Priority)  # tokens earned, by priority
-        # paused[p]: priority p starts no job, so it looks empty (pause.py); None: none is.
-        self.paused: Sequence[bool] | None = None
+        # A paused priority starts no job, so it looks empty (pause.py).  None: no pauses.
+        self.pauses: Pauses | None = None
 
     def choose(self, waiting: Sequence[object]) -> Priority | None:
         """Pick the priority to take the next job from, and update the tokens.
@@ -52,8 +56,8 @@ class FairPicker:
         ``waiting[p]`` is true when jobs wait at priority ``p``: a count, or the
         queue itself.  Returns None when nothing waits.
         """
-        if self.paused is not None:
-            waiting = [bool(w) and not p for w, p in zip(waiting, self.paused, strict=True)]
+        if self.pauses is not None and self.pauses.any:
+            waiting = self.pauses.mask(waiting)
         passed_over, chosen = self._passed_over, None
         for p in _PRIORITIES:
             # The fairness rule: serve the most urgent priority with a job

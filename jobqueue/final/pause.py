@@ -53,6 +53,5 @@ def pause(jq: JobQueue, priority: Priority | None, paused: bool) -> None:
     """``jq.pause(priority)`` (``paused``) or ``jq.resume(priority)``."""
     with jq._mutex:
         jq._pauses.set(priority, paused)
-        jq._picker.paused = list(jq._pauses.paused) if jq._pauses.any else None
         if not paused:
             jq._not_empty.notify_all()  # the workers sleep while only paused jobs wait
