@@ -76,7 +76,7 @@ class Chores:
             ).fetchall()
             requeued = [p for p, state in rows if state == "queued"]
             failed = sum(state == "failed" for _, state in rows)
-            self._count(conn, retried=requeued, queued_at_most=requeued)
+            self._store.add_counts(conn, retried=requeued, queued_at_most=requeued)
             if requeued:
                 conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, self._store.queue))
         return len(requeued), failed
@@ -98,7 +98,7 @@ class Chores:
                 """,
                 {"q": self._store.queue, "channel": CHANNEL},
             ).fetchall()
-            self._count(conn, queued_at_most=[p for p, _ in rows])
+            self._store.add_counts(conn, queued_at_most=[p for p, _ in rows])
         return len(rows)
 
     def _any(self, conn: Conn, condition: str) -> bool:
@@ -144,24 +144,9 @@ class Chores:
                 """,
                 {"q": self._store.queue, "at": cutoff[0], "seq": cutoff[1]},
             ).fetchall()
-            self._count(
+            self._store.add_counts(
                 conn,
                 completed=[p for p, s in rows if s == "completed"],
                 failed=[p for p, s in rows if s == "failed"],
             )
         return len(rows)
-
-    def _count(self, conn: Conn, **columns: list[int]) -> None:
-        """Add one to counter ``name`` per priority listed in ``columns[name]``.
-
-        One UPDATE per priority, in ascending priority: the lock order every
-        transaction keeps, so two of them never deadlock on these rows.
-        """
-        for p in Priority:
-            deltas = {name: ps.count(p) for name, ps in columns.items() if p in ps}
-            if deltas:
-                assignments = ", ".join(f"{name} = {name} + %s" for name in deltas)
-                conn.execute(
-                    f"UPDATE jobqueue_counts SET {assignments} WHERE queue = %s AND priority = %s",
-                    (*deltas.values(), self._store.queue, int(p)),
-                )

@@ -71,6 +71,15 @@ _INSERT_ONE = """
 """
 
 
+# The queued jobs of priority %(p)s, counted up to %(size)s: the exact bound (schema.py).
+_QUEUED_UP_TO = """
+    (SELECT count(*) FROM (
+        SELECT 1 FROM jobqueue_jobs
+        WHERE queue = %(q)s AND state = 'queued' AND priority = %(p)s
+        LIMIT %(size)s) AS waiting)
+"""
+
+
 class Store:
     """The SQL of one queue (``queue``), as run by one ``JobQueue`` (``owner``)."""
 
@@ -141,49 +150,52 @@ class Store:
             self.lock_counts(conn, [params["p"]])
             cur = conn.execute(
                 _INSERT_ONE
-                + """
-                WHERE (SELECT count(*) FROM (
-                           SELECT 1 FROM jobqueue_jobs
-                           WHERE queue = %(q)s AND state = 'queued' AND priority = %(p)s
-                           LIMIT %(size)s) AS waiting) < %(size)s
-                RETURNING pg_notify(%(channel)s, %(q)s)::text
-                """,
+                + " WHERE "
+                + _QUEUED_UP_TO
+                + " < %(size)s RETURNING pg_notify(%(channel)s, %(q)s)::text",
                 params,
             )
             # The count again, up to the bound, the insert included (the
             # inserting statement's snapshot cannot see its own row).
             conn.execute(
-                """
-                UPDATE jobqueue_counts SET queued_at_most = (
-                    SELECT count(*) FROM (
-                        SELECT 1 FROM jobqueue_jobs
-                        WHERE queue = %(q)s AND state = 'queued' AND priority = %(p)s
-                        LIMIT %(size)s) AS waiting)
-                WHERE queue = %(q)s AND priority = %(p)s
-                """,
+                "UPDATE jobqueue_counts SET queued_at_most = "
+                + _QUEUED_UP_TO
+                + " WHERE queue = %(q)s AND priority = %(p)s",
                 params,
             )
         return cur.fetchone() is not None
 
-    def lock_counts(self, conn: Conn, priorities: Iterable[int]) -> None:
+    def lock_counts(self, conn: Conn, priorities: Iterable[int]) -> dict[int, int]:
         """Lock the counter rows of ``priorities``, in ascending priority (schema.py: the
-        one lock order), before a transaction moves jobs into QUEUED.  In a transaction."""
-        conn.execute(
-            "SELECT 1 FROM jobqueue_counts WHERE queue = %s AND priority = ANY(%s)"
-            " ORDER BY priority FOR UPDATE",
+        one lock order), before a transaction moves jobs into QUEUED; return their
+        ``queued_at_most``, by priority.  In a transaction."""
+        rows = conn.execute(
+            "SELECT priority, queued_at_most FROM jobqueue_counts"
+            " WHERE queue = %s AND priority = ANY(%s) ORDER BY priority FOR UPDATE",
             (self.queue, sorted({int(p) for p in priorities})),
-        )
+        ).fetchall()
+        return {int(p): int(n) for p, n in rows}
 
-    def more_queued(self, conn: Conn, priorities: Iterable[int]) -> None:
-        """Add one to ``queued_at_most`` per priority listed (a job of it is QUEUED again),
-        in ascending priority.  In the transaction that moved them, after ``lock_counts``."""
-        listed = list(priorities)
-        for p in sorted(set(listed)):
-            conn.execute(
-                "UPDATE jobqueue_counts SET queued_at_most = queued_at_most + %s"
-                " WHERE queue = %s AND priority = %s",
-                (listed.count(p), self.queue, p),
-            )
+    def add_counts(self, conn: Conn, **columns: list[int]) -> None:
+        """Add one to counter ``name`` per priority listed in ``columns[name]``.
+
+        One UPDATE per priority, in ascending priority: the lock order every
+        transaction keeps, so two of them never deadlock on these rows.
+        """
+        for p in Priority:
+            deltas = {name: ps.count(p) for name, ps in columns.items() if p in ps}
+            if deltas:
+                assignments = ", ".join(f"{name} = {name} + %s" for name in deltas)
+                conn.execute(
+                    f"UPDATE jobqueue_counts SET {assignments} WHERE queue = %s AND priority = %s",
+                    (*deltas.values(), self.queue, int(p)),
+                )
+
+    def _set_queued_at_most(self, conn: Conn, priority: int, value: int) -> None:
+        conn.execute(
+            "UPDATE jobqueue_counts SET queued_at_most = %s WHERE queue = %s AND priority = %s",
+            (value, self.queue, priority),
+        )
 
     def enqueue_many(
         self, conn: Conn, jobs: Sequence[Job], shares: Sequence[int], size: int
@@ -201,32 +213,17 @@ class Store:
         used = [p for p, n in enumerate(shares) if n]
         try:
             with conn.transaction():
-                rows = conn.execute(
-                    "SELECT priority, queued_at_most FROM jobqueue_counts"
-                    " WHERE queue = %s AND priority = ANY(%s) ORDER BY priority FOR UPDATE",
-                    (self.queue, used),
-                ).fetchall()
-                at_most = {int(p): int(n) for p, n in rows}
+                at_most = self.lock_counts(conn, used)
                 for p in used:
                     if at_most.get(p, size) + shares[p] <= size:
                         continue
                     row = conn.execute(
-                        """
-                        SELECT count(*) FROM (
-                            SELECT 1 FROM jobqueue_jobs
-                            WHERE queue = %(q)s AND state = 'queued' AND priority = %(p)s
-                            LIMIT %(size)s) AS waiting
-                        """,
-                        {"q": self.queue, "p": p, "size": size},
+                        "SELECT " + _QUEUED_UP_TO, {"q": self.queue, "p": p, "size": size}
                     ).fetchone()
                     assert row is not None
                     at_most[p] = int(row[0])
                     if at_most[p] + shares[p] > size:
-                        conn.execute(
-                            "UPDATE jobqueue_counts SET queued_at_most = %s"
-                            " WHERE queue = %s AND priority = %s",
-                            (at_most[p], self.queue, p),
-                        )
+                        self._set_queued_at_most(conn, p, at_most[p])
                         return False  # commits the refreshed bound, and no job
                 conn.execute(
                     """
@@ -256,11 +253,7 @@ class Store:
                     },
                 )
                 for p in used:
-                    conn.execute(
-                        "UPDATE jobqueue_counts SET queued_at_most = %s"
-                        " WHERE queue = %s AND priority = %s",
-                        (at_most.get(p, 0) + shares[p], self.queue, p),
-                    )
+                    self._set_queued_at_most(conn, p, at_most.get(p, 0) + shares[p])
                 conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, self.queue))
             return True
         except psycopg.errors.UniqueViolation:
@@ -416,7 +409,7 @@ class Store:
                     "q": self.queue,
                 },
             ).fetchall()
-            self.more_queued(conn, (int(row[0]) for row in rows))
+            self.add_counts(conn, queued_at_most=[int(row[0]) for row in rows])
         return len(rows)
 
     # -- the writer ---------------------------------------------------------------
