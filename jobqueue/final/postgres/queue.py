@@ -395,7 +395,7 @@ class PostgresJobQueue(JobQueue):
         """
         with self._mutex:
             self._pauses.set(priority, True)
-            ahead = self._unready(lambda claim: self._pauses.paused[claim.job.priority])
+            ahead = self._unready(self._paused)
         self._release_unstarted(ahead, "pause()")  # claimed ahead, not started: not run now
 
     def resume(self, priority: Priority | None = None) -> None:
@@ -518,8 +518,7 @@ class PostgresJobQueue(JobQueue):
                 with self._mutex:
                     closed = self._closed
                     if self._pauses.any:  # pause() ran while we claimed: not run now
-                        not_now = [c for c in claims if self._pauses.paused[c.job.priority]]
-                        claims = [c for c in claims if not self._pauses.paused[c.job.priority]]
+                        not_now, claims = _partition(claims, self._paused)
                         deep = self._pauses.mask(deep)
                     else:
                         not_now = []
@@ -539,6 +538,10 @@ class PostgresJobQueue(JobQueue):
         finally:
             link.close()
 
+    def _paused(self, claim: Claim) -> bool:
+        """Whether ``claim``'s priority is paused in this process.  Under the mutex."""
+        return self._pauses.paused[claim.job.priority]
+
     def _claims_wanted(self) -> int:
         """How many jobs the fetcher should claim now (ahead.py); 0 to wait.  Under the mutex."""
         return self._ahead.wanted(self._idle_workers, len(self._ready))
@@ -546,9 +549,8 @@ class PostgresJobQueue(JobQueue):
     def _unready(self, which: Callable[[Claim], bool]) -> list[Claim]:
         """Take the claims ``which`` selects out of the ready ones; they are no longer
         held (the caller releases them).  Under the mutex."""
-        taken = [claim for claim in self._ready if which(claim)]
+        taken, kept = _partition(self._ready, which)
         if taken:
-            kept = [claim for claim in self._ready if not which(claim)]
             self._ready.clear()
             self._ready.extend(kept)
             for claim in taken:
@@ -655,6 +657,17 @@ class PostgresJobQueue(JobQueue):
                     )
         except PersistenceError as exc:  # it runs again after its lease: at least once
             logger.warning("job %r: could not record its failure: %s", job.id, exc)
+
+
+def _partition(
+    claims: Iterable[Claim], which: Callable[[Claim], bool]
+) -> tuple[list[Claim], list[Claim]]:
+    """(the claims ``which`` selects, the others), each in order."""
+    chosen: list[Claim] = []
+    others: list[Claim] = []
+    for claim in claims:
+        (chosen if which(claim) else others).append(claim)
+    return chosen, others
 
 
 def _worker(jq: PostgresJobQueue) -> None:
