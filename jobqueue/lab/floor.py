@@ -39,7 +39,6 @@ from jobqueue.final.fairness import FairPicker
 from jobqueue.final.metrics import Counters
 from jobqueue.final.speed import Condition, new_mutex
 from jobqueue.final.status import StatusBook
-from jobqueue.final.waits import WaitTimes
 from jobqueue.lab import measure
 from jobqueue.vocabulary import Handler, Job, Priority, QueueClosed, Status
 
@@ -75,7 +74,6 @@ class FloorQueue:
         self._picker = FairPicker(10) if "fairness" in features else None
         self._statuses = StatusBook(10_000) if "status" in features else None
         self._counters = Counters(time.monotonic()) if "metrics" in features else None
-        self._waits = WaitTimes()
         self._mutex = new_mutex()  # final's lock, which breaks convoys (final/speed.py)
         self._not_empty = Condition(self._mutex)  # notified by enqueue() and close()
         self._not_full = Condition(self._mutex)  # notified by a worker taking a job
@@ -163,7 +161,7 @@ class FloorQueue:
             job, queued = self._queues[priority].popleft()
             now = time.monotonic()
             if self._counters is not None:
-                self._waits.recent[priority].append(now - queued)
+                self._counters.waits.recent[priority].append(now - queued)
                 self._counters.run_started(priority, now)
             if self._statuses is not None:
                 self._statuses.set(job.id, Status.PROCESSING)
