@@ -17,7 +17,7 @@ job".  One lock also keeps the counters exact without atomics: every counter
 changes under the same mutex as the state it counts.
 
 Beside the fixes, fenced so that a diff shows them: the calls beyond
-``improved``'s API (``extras.py``) and four speed shortcuts (``speed.py``).
+``improved``'s API (``extras.py``) and three speed shortcuts (``speed.py``).
 """
 
 from __future__ import annotations
@@ -83,11 +83,11 @@ class JobQueue(extras.Extras):
         self._mutex = speed.new_mutex()  # polls rather than sleeps: speed.py
         # Waiters: workers.  Notified by enqueue(), by a failed job's retry
         # (a new earliest due time), and by close().
-        self._not_empty = speed.Condition(self._mutex)
+        self._not_empty = threading.Condition(self._mutex)
         # Waiters: producers blocked on a full queue, one Condition per priority
         # so freeing a LOW slot does not wake HIGH producers.  Notified by a
         # worker taking a job of that priority, and by close().
-        self._not_full = tuple(speed.Condition(self._mutex) for _ in Priority)
+        self._not_full = tuple(threading.Condition(self._mutex) for _ in Priority)
         # Waiters: enqueue_many() batches waiting for room for all their jobs.
         # Notified (all) by a worker taking a job while one waits, and by close().
         self._room = threading.Condition(self._mutex)
@@ -331,7 +331,7 @@ class JobQueue(extras.Extras):
             self._not_empty.wait(wait_seconds(self._retries[0][0] - now) if self._retries else None)
 
     def _job_done(self, entry: _Entry, error: BaseException | None) -> _Entry | None:
-        """Record the outcome of one run, and take the worker's next job (``speed.py``, 3)."""
+        """Record the outcome of one run, and take the worker's next job (``speed.py``, 2)."""
         job = entry.job
         attempts = job.attempts + 1  # runs used, this one included
         retry = (

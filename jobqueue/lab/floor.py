@@ -37,7 +37,7 @@ from types import TracebackType
 
 from jobqueue.final.fairness import FairPicker
 from jobqueue.final.metrics import Counters
-from jobqueue.final.speed import Condition, new_mutex
+from jobqueue.final.speed import new_mutex
 from jobqueue.final.status import StatusBook
 from jobqueue.lab import measure
 from jobqueue.vocabulary import Handler, Job, Priority, QueueClosed, Status
@@ -75,8 +75,8 @@ class FloorQueue:
         self._statuses = StatusBook(10_000) if "status" in features else None
         self._counters = Counters(time.monotonic()) if "metrics" in features else None
         self._mutex = new_mutex()  # final's lock, which breaks convoys (final/speed.py)
-        self._not_empty = Condition(self._mutex)  # notified by enqueue() and close()
-        self._not_full = Condition(self._mutex)  # notified by a worker taking a job
+        self._not_empty = threading.Condition(self._mutex)  # notified by enqueue() and close()
+        self._not_full = threading.Condition(self._mutex)  # notified by a worker taking a job
         self._all_done = threading.Condition(self._mutex)  # by the last job's end
         self._unfinished = 0
         self._closed = False

@@ -74,7 +74,6 @@ from jobqueue.final.postgres.schema import ensure_schema
 from jobqueue.final.postgres.store import CHANNEL, Claim, Conn, Store
 from jobqueue.final.postgres.watch import Watcher
 from jobqueue.final.queue import JobQueue
-from jobqueue.final.speed import Condition
 from jobqueue.vocabulary import (
     Handler,
     Job,
@@ -122,7 +121,7 @@ class PostgresJobQueue(JobQueue):
         self._ready: deque[Claim] = deque()  # claimed for idle workers, not yet started
         self._held: dict[int, Claim] = {}  # claimed, not yet run to the end: leases to renew
         # Waiters: workers.  Notified by the fetcher (claims arrived) and close().
-        self._not_empty = Condition(self._mutex)  # counts its waiters: see final/speed.py
+        self._not_empty = threading.Condition(self._mutex)
         # Waiters: the fetcher.  Notified by a worker going idle, and close().
         self._wants_jobs = threading.Condition(self._mutex)
         # Waiters: producers blocked on a full priority.  Notified by the
