@@ -12,9 +12,9 @@ of ``JobQueue._job_done``: a worker that ends a job and takes the next in one
 critical section does not hand the contended mutex (and the GIL) to another
 thread in between.  That is why ``_job_done`` returns a job, and the worker
 loop passes it on.  Under the realistic profile (below), with the Mutex,
-it is still worth 9%: 10 alternating runs of ``python -m jobqueue.lab.floor
-30000 3`` gave final 14.5 µs per job (median; 1.65x the pool) with it,
-15.8 µs (1.37x) without.
+it is still worth 17% of final's lead on the pool: 10 alternating runs of
+``python -m jobqueue.lab.floor 30000 3`` gave 1.65x the pool (median; 14.5
+µs per job) with it, 1.37x (15.8 µs) without.
 
 3. :class:`Mutex`, the queue's one lock, polls instead of sleeping.  Under
    the realistic profile (4 workers, one producer, mixed priorities, a
