@@ -25,7 +25,9 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass, field
+from typing import NoReturn
 
 # What every stage re-exports as it is.  Config is not among them: each stage
 # exports its own (naive and improved the one below, final a subclass).
@@ -41,7 +43,8 @@ __all__ = [
     "Status",
 ]
 # Not in __all__: check_job_id, check_timeout, require_count, resolve_handler, wait_seconds,
-# refuse_inside_handler and log_base_exception are for the stages' own use.
+# refuse_inside_handler, log_base_exception, not_in_stage and NoJobHandles are for
+# the stages' own use.
 
 # -- limits: a number outside these is a mistake, and gets a ValueError naming it.
 
@@ -337,6 +340,24 @@ def log_failed_run(
         logger.error(
             "job %r failed for good after %d attempts: %r", job.id, attempt, error, extra=extra
         )
+
+
+def not_in_stage(module: str, what: str, stage: str) -> NoReturn:
+    """Raise ``NotImplementedError``: the stage of ``module`` has no ``what``, ``stage`` adds it."""
+    raise NotImplementedError(f"{module.rpartition('.')[0]} has no {what}: {stage} adds it")
+
+
+class NoJobHandles:
+    """``submit()`` and ``cancel()`` for ``naive`` and ``improved``, which keep no
+    handle on a job once it is enqueued: both raise ``NotImplementedError``."""
+
+    def submit(self, job: Job, timeout: float | None = None) -> Future[object]:
+        """Not in this stage: it keeps no handle on a job once enqueued."""
+        not_in_stage(type(self).__module__, "submit()", "jobqueue.final")
+
+    def cancel(self, job_id: str) -> bool:
+        """Not in this stage: it keeps no record of jobs by id."""
+        not_in_stage(type(self).__module__, "cancel()", "jobqueue.final")
 
 
 def refuse_inside_handler(in_handler: threading.local, call: str) -> None:

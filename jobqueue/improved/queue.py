@@ -38,10 +38,9 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterable
-from concurrent.futures import Future
 from dataclasses import dataclass, replace
 from types import TracebackType
-from typing import NoReturn, Self
+from typing import Self
 
 from jobqueue import vocabulary
 from jobqueue.vocabulary import *  # noqa: F403  (re-exported: see __all__)
@@ -49,6 +48,7 @@ from jobqueue.vocabulary import (
     Config,
     Handler,
     Job,
+    NoJobHandles,
     PermanentFailure,
     Priority,
     QueueClosed,
@@ -58,6 +58,7 @@ from jobqueue.vocabulary import (
     check_timeout,
     log_base_exception,
     log_failed_run,
+    not_in_stage,
     refuse_inside_handler,
     require_config,
     resolve_handler,
@@ -95,7 +96,7 @@ class _Entry:
     handler: Handler
 
 
-class JobQueue:
+class JobQueue(NoJobHandles):  # submit() and cancel(): not before jobqueue.final
     """A fixed pool of worker threads draining three bounded priority queues."""
 
     def __init__(self, config: Config | None = None) -> None:
@@ -160,7 +161,7 @@ class JobQueue:
         """``job`` and the handler that will run it, both checked."""
         entry = _Entry(job, resolve_handler(job, handler, self._config.handler))
         if job.run_at is not None:
-            _missing("delayed jobs (Job.run_at)", "jobqueue.final")
+            not_in_stage(__name__, "delayed jobs (Job.run_at)", "jobqueue.final")
         return entry
 
     def _accept(self, entry: _Entry, timeout: float | None) -> None:
@@ -226,17 +227,9 @@ class JobQueue:
             for entry in entries:
                 self._admit(entry)
 
-    def submit(self, job: Job, timeout: float | None = None) -> Future[object]:
-        """Not in this stage: it keeps no handle on a job once enqueued."""
-        _missing("submit()", "jobqueue.final")
-
-    def cancel(self, job_id: str) -> bool:
-        """Not in this stage: it keeps no record of jobs by id."""
-        _missing("cancel()", "jobqueue.final")
-
     def status(self, job_id: str) -> Status | None:
         """Problem: no status by id.  This stage keeps no record of jobs by id."""
-        _missing("status()", "jobqueue.final")
+        not_in_stage(__name__, "status()", "jobqueue.final")
 
     def metrics(self) -> Metrics:
         """A consistent snapshot of the counters."""
@@ -371,10 +364,6 @@ class JobQueue:
         self._unfinished -= count
         if self._unfinished == 0:
             self._all_done.notify_all()
-
-
-def _missing(what: str, stage: str) -> NoReturn:
-    raise NotImplementedError(f"jobqueue.improved has no {what}: {stage} adds it")
 
 
 def _worker(jq: JobQueue) -> None:

@@ -25,7 +25,6 @@ import queue
 import threading
 import time
 from collections.abc import Iterable
-from concurrent.futures import Future
 from dataclasses import dataclass
 from types import TracebackType
 from typing import NoReturn, Self
@@ -36,9 +35,11 @@ from jobqueue.vocabulary import (
     Config,
     Handler,
     Job,
+    NoJobHandles,
     QueueClosed,
     Status,
     check_timeout,
+    not_in_stage,
     refuse_inside_handler,
     require_config,
     resolve_handler,
@@ -62,7 +63,7 @@ class _Entry:
     handler: Handler
 
 
-class JobQueue:
+class JobQueue(NoJobHandles):  # submit() and cancel(): not before jobqueue.final
     """A fixed pool of worker threads draining one unbounded FIFO queue."""
 
     def __init__(self, config: Config | None = None) -> None:
@@ -110,7 +111,7 @@ class JobQueue:
         """``job`` and the handler that will run it, both checked."""
         entry = _Entry(job, resolve_handler(job, handler, self._config.handler))
         if job.run_at is not None:
-            _missing("delayed jobs (Job.run_at)", "jobqueue.final")
+            not_in_stage(__name__, "delayed jobs (Job.run_at)", "jobqueue.final")
         return entry
 
     def _accept(self, entry: _Entry, timeout: float | None) -> None:
@@ -139,21 +140,13 @@ class JobQueue:
             for entry in entries:
                 self._jobs.put(entry)
 
-    def submit(self, job: Job, timeout: float | None = None) -> Future[object]:
-        """Not in this stage: it keeps no handle on a job once enqueued."""
-        _missing("submit()", "jobqueue.final")
-
-    def cancel(self, job_id: str) -> bool:
-        """Not in this stage: it keeps no record of jobs by id."""
-        _missing("cancel()", "jobqueue.final")
-
     def status(self, job_id: str) -> Status | None:
         """Not in this stage: it keeps no record of jobs by id."""
-        _missing("status()", "jobqueue.final")
+        not_in_stage(__name__, "status()", "jobqueue.final")
 
     def metrics(self) -> NoReturn:
         """Not in this stage: it counts nothing."""
-        _missing("metrics()", "jobqueue.improved")
+        not_in_stage(__name__, "metrics()", "jobqueue.improved")
 
     def join(self, timeout: float | None = None) -> bool:
         """Wait until every accepted job has finished; False if ``timeout`` expired first.
@@ -203,10 +196,6 @@ class JobQueue:
         self._unfinished -= count
         if self._unfinished == 0:
             self._all_done.notify_all()
-
-
-def _missing(what: str, stage: str) -> NoReturn:
-    raise NotImplementedError(f"jobqueue.naive has no {what}: {stage} adds it")
 
 
 def _worker(jq: JobQueue) -> None:
