@@ -203,8 +203,7 @@ def open_postgres_queue(options: WorkerOptions, handlers: Mapping[str, Handler])
 def serve(options: WorkerOptions, stop: threading.Event, open_queue: OpenQueue) -> None:
     """Open the queue, run its jobs until ``stop`` is set, then drain and close it."""
     handlers = load_handlers(options.handlers)
-    with stop_signals_blocked():  # in the queue's threads: see there
-        queue = open_queue(options, handlers)
+    queue = open_queue(options, handlers)
     logger.info(
         "process %d: %d workers on queue %r, handlers %s",
         os.getpid(),
@@ -251,27 +250,6 @@ def on_stop_signals(first: Callable[[], None], second: Callable[[], None]) -> It
             signal.signal(signum, handler)
 
 
-@contextlib.contextmanager
-def stop_signals_blocked() -> Iterator[None]:
-    """Block SIGTERM and SIGINT in this thread, and so in the threads it starts meanwhile.
-
-    The race this prevents: Python runs a signal handler in the main thread,
-    but the kernel may hand a process's signal to any thread that does not
-    block it.  Handed to a worker thread, it only sets a flag, and a main
-    thread waiting in ``close()`` for a job in flight sees it once that wait
-    ends, up to ``shutdown_timeout`` later: a second signal that did not stop
-    at once.  Threads inherit the signal mask of the thread that starts them,
-    so threads started in this block leave the stop signals to the main thread,
-    whose waits they interrupt.  Start threads here, never processes: a child
-    would inherit the block and ignore its stop signals.
-    """
-    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
-
-
 def _say(level: int, message: str) -> None:
     """Log ``message`` from a signal handler, or write it to stderr if logging cannot.
 
@@ -313,8 +291,7 @@ def run_one(
                 watcher = threading.Thread(
                     target=_drain_when_orphaned, args=(parent_sentinel,), daemon=True
                 )
-                with stop_signals_blocked():
-                    watcher.start()
+                watcher.start()
             serve(options, stop, open_queue)
     except JobQueueError as exc:  # the server is unreachable, the schema is newer...
         raise SystemExit(f"jobqueue worker: {exc}") from None
