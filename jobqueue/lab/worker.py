@@ -61,6 +61,17 @@ logger = logging.getLogger(__name__)
 #: The signals that start a graceful shutdown.
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
+#: The longest the main thread waits in one go, in seconds.  The race it
+#: prevents: Python runs signal handlers in the main thread, but the kernel may
+#: hand a process's signal to any thread; handed to a worker thread, it only
+#: sets a flag that the main thread reads when its wait ends, which for
+#: ``close()`` is up to ``shutdown_timeout`` later (a second signal that did
+#: not stop at once).  So the main thread waits in slices, and close() runs in
+#: a thread of its own.  Blocking the signals in the queue's threads instead
+#: would leak into the handlers' subprocesses: a child started by a handler
+#: inherits the mask, and ignores SIGTERM.
+_SIGNAL_SLICE = 0.1
+
 #: Seconds the parent allows a child beyond its shutdown_timeout: the
 #: interpreter's start-up and the queue's close (its connections) take time too.
 EXIT_GRACE = 10.0
@@ -212,10 +223,14 @@ def serve(options: WorkerOptions, stop: threading.Event, open_queue: OpenQueue) 
         ", ".join(sorted(handlers)),
     )
     try:
-        stop.wait()
+        while not stop.wait(_SIGNAL_SLICE):
+            pass
         logger.info("process %d: draining (up to %ss)", os.getpid(), options.shutdown_timeout)
     finally:
-        queue.close()
+        closer = threading.Thread(target=queue.close, name="jobqueue-worker-close")
+        closer.start()
+        while closer.is_alive():
+            closer.join(_SIGNAL_SLICE)
     logger.info("process %d: stopped", os.getpid())
 
 
