@@ -36,6 +36,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass
 from multiprocessing.connection import wait
 from types import FrameType
@@ -227,11 +228,28 @@ def serve(options: WorkerOptions, stop: threading.Event, open_queue: OpenQueue) 
             pass
         logger.info("process %d: draining (up to %ss)", os.getpid(), options.shutdown_timeout)
     finally:
-        closer = threading.Thread(target=queue.close, name="jobqueue-worker-close")
-        closer.start()
-        while closer.is_alive():
-            closer.join(_SIGNAL_SLICE)
+        _close_in_slices(queue)
     logger.info("process %d: stopped", os.getpid())
+
+
+def _close_in_slices(queue: Closable) -> None:
+    """``queue.close()`` in a thread of its own, while this thread waits in slices
+    (``_SIGNAL_SLICE`` says why); raises what ``close()`` raised, as a call would."""
+    closed: Future[None] = Future()
+
+    def close() -> None:
+        try:
+            queue.close()
+        except BaseException as exc:
+            closed.set_exception(exc)
+        else:
+            closed.set_result(None)
+
+    closer = threading.Thread(target=close, name="jobqueue-worker-close")
+    closer.start()
+    while closer.is_alive():
+        closer.join(_SIGNAL_SLICE)
+    closed.result()
 
 
 def still_running() -> int:
